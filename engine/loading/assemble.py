@@ -1,0 +1,51 @@
+"""Turning (config, tensor getter) into a ready nn.Module without a second copy of the weights.
+
+The module is built on the meta device, each expected tensor is fetched once, cast, and assigned
+(`load_state_dict(strict=True, assign=True)`), so peak memory stays near one copy of the weights.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import MissingKeysError
+
+
+@dataclass
+class ModelComponents:
+    """What a checkpoint holds, loaded and ready: the engine's pipeline wraps this."""
+    unet: nn.Module
+    vae: nn.Module
+    text_encoder: nn.Module
+    pad_token_id: int
+    prediction_type: str        # "epsilon" or "v_prediction"
+    source: str                 # file or folder it came from
+
+
+def fit_shape(tensor: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:
+    """Accept the same tensor stored as a 1x1 conv or as a linear layer (LDM vs diffusers)."""
+    if tensor.shape == shape:
+        return tensor
+    squeezed = lambda s: tuple(d for i, d in enumerate(s) if i < 2 or d != 1)  # noqa: E731
+    if squeezed(tensor.shape) == squeezed(shape):
+        return tensor.reshape(shape)
+    raise MissingKeysError(f"{key}: checkpoint has shape {tuple(tensor.shape)}, the model needs {tuple(shape)}")
+
+
+def assemble(module_class: type, config, fetch: Callable[[str], torch.Tensor | None], what: str,
+             dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """Build `module_class(config)` and fill every parameter with `fetch(name)` (None = missing)."""
+    with torch.device("meta"):
+        module = module_class(config)
+    state, missing = {}, []
+    for name, param in module.state_dict().items():
+        tensor = fetch(name)
+        if tensor is None:
+            missing.append(name)
+            continue
+        state[name] = fit_shape(tensor, param.shape, name).to(device=device, dtype=dtype)
+    if missing:
+        raise MissingKeysError(f"{what}: {len(missing)} tensors missing, e.g. {', '.join(missing[:4])}")
+    module.load_state_dict(state, strict=True, assign=True)
+    return module.eval().requires_grad_(False)

@@ -1,0 +1,76 @@
+"""Single-file checkpoints as users download them for A1111: original LDM key names."""
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
+from . import detect
+from .assemble import ModelComponents, assemble
+from .ldm_names import OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key, unet_key, vae_key
+from .tensor_files import TensorSource, open_tensors
+
+
+def sidecar_yaml(path: Path) -> dict:
+    """The LDM config beside a checkpoint (`model.yaml` for `model.safetensors`), as A1111 reads it."""
+    yaml_path = path.with_suffix(".yaml")
+    if not yaml_path.is_file():
+        return {}
+    params = (yaml.safe_load(yaml_path.read_text()) or {}).get("model", {}).get("params", {})
+    return params if isinstance(params, dict) else {}
+
+
+def _unet_fetch(source: TensorSource, config: UNetConfig):
+    up_attention = {i for i, kind in enumerate(config.up_block_types) if kind.startswith("CrossAttn")}
+
+    def fetch(name):
+        key = UNET_PREFIX + unet_key(name, config.layers_per_block, up_attention)
+        return source.get(key) if key in source else None
+    return fetch
+
+
+def vae_fetch(source: TensorSource, config: VAEConfig, prefix: str):
+    levels = len(config.block_out_channels)
+
+    def fetch(name):
+        key = prefix + vae_key(name, levels)
+        return source.get(key) if key in source else None
+    return fetch
+
+
+def _clip_fetch(source: TensorSource, prefix: str):
+    if prefix != OPEN_CLIP_PREFIX:
+        return lambda name: source.get(prefix + name) if prefix + name in source else None
+
+    def fetch(name):
+        key, third = open_clip_key(name)
+        if prefix + key not in source:
+            return None
+        tensor = source.get(prefix + key)
+        return tensor if third is None else tensor.chunk(3, dim=0)[third]
+    return fetch
+
+
+def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
+                     prediction_type: str | None = None) -> ModelComponents:
+    path = Path(path)
+    source = open_tensors(path)
+    detect.check_family(source, path.name)
+    params = sidecar_yaml(path)
+    unet_params = params.get("unet_config", {}).get("params", {})
+
+    unet_cfg = UNetConfig.from_dict(detect.unet_config(source, unet_params))
+    unet = assemble(UNet2DConditionModel, unet_cfg, _unet_fetch(source, unet_cfg), f"{path.name} UNet", dtype, device)
+
+    vae_cfg = VAEConfig.from_dict(detect.vae_config(source, VAE_PREFIX, params.get("scale_factor", 0.18215)))
+    vae = assemble(AutoencoderKL, vae_cfg, vae_fetch(source, vae_cfg, VAE_PREFIX), f"{path.name} VAE", dtype, device)
+
+    clip_dict, clip_prefix = detect.clip_config(source)
+    clip_cfg = CLIPTextConfig.from_dict(clip_dict)
+    text_encoder = assemble(CLIPTextModel, clip_cfg, _clip_fetch(source, clip_prefix), f"{path.name} text encoder",
+                            dtype, device)
+
+    if prediction_type is None:
+        prediction_type = "v_prediction" if params.get("parameterization") == "v" else "epsilon"
+    pad = 0 if clip_prefix == OPEN_CLIP_PREFIX else 49407
+    return ModelComponents(unet, vae, text_encoder, pad, prediction_type, str(path))

@@ -1,0 +1,122 @@
+"""Reading tensors from the files users have, lazily and without ever executing a pickle.
+
+`.safetensors` are memory-mapped and read one tensor at a time; `.ckpt/.pt/.pth/.bin` go through
+`torch.load(weights_only=True, mmap=True)`. What a file is decides from its first bytes, not its
+name, so an HTML page saved as `.safetensors` is called what it is.
+"""
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ..errors import CorruptCheckpointError, UnsafePickleError, WrongFileTypeError
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class TensorSource:
+    """Read-only view of the tensors of one or more files: keys, shapes, and tensors on demand."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self._where: dict[str, object] = {}
+        self.metadata: dict[str, str] = {}
+        for path in paths:
+            self._open(path)
+
+    def _open(self, path: Path):
+        kind = sniff(path)
+        if kind == "safetensors":
+            try:
+                handle = safe_open(str(path), framework="pt", device="cpu")
+            except (SafetensorError, OSError, ValueError) as e:
+                raise CorruptCheckpointError(f"{path.name}: damaged or truncated safetensors file ({e})") from e
+            self.metadata.update(handle.metadata() or {})
+            for key in handle.keys():
+                self._where[key] = handle
+        else:
+            for key, tensor in load_pickle_state_dict(path).items():
+                self._where[key] = tensor
+
+    def keys(self):
+        return self._where.keys()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        where = self._where[key]
+        if isinstance(where, torch.Tensor):
+            return tuple(where.shape)
+        return tuple(where.get_slice(key).get_shape())
+
+    def get(self, key: str) -> torch.Tensor:
+        where = self._where[key]
+        if isinstance(where, torch.Tensor):
+            return where
+        try:
+            return where.get_tensor(key)
+        except SafetensorError as e:
+            raise CorruptCheckpointError(f"{self.paths[0].name}: tensor {key} cannot be read ({e})") from e
+
+
+def sniff(path: Path) -> str:
+    """'safetensors' or 'pickle' from the file's first bytes; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CorruptCheckpointError(f"{path.name} is empty (0 bytes): the download or copy did not finish")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html", b"<head", b"<?xml")):
+        raise WrongFileTypeError(f"{path.name} is a web page, not a model: download the file itself, not its page")
+    if text.startswith(b"version https://git-lfs"):
+        raise WrongFileTypeError(f"{path.name} is a Git LFS pointer, not the model: fetch the real file")
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        header_len = int.from_bytes(head[:8], "little")
+        if 8 + header_len > size:
+            raise CorruptCheckpointError(f"{path.name} is truncated: its header says more than the file holds")
+        return "safetensors"
+    if head[:1] in (b"{", b"["):
+        raise WrongFileTypeError(f"{path.name} is a JSON/text file, not model weights")
+    raise WrongFileTypeError(f"{path.name} is neither a safetensors file nor a PyTorch checkpoint")
+
+
+def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A `.ckpt/.pt/.pth/.bin` state dict through torch's weights-only unpickler: no code ever runs."""
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+    except pickle.UnpicklingError as e:
+        raise UnsafePickleError(
+            f"{path.name} was refused: its pickle asks to run code or build objects beyond plain tensors "
+            f"({str(e).splitlines()[0][:200]}). Use a .safetensors version of this model.") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise CorruptCheckpointError(f"{path.name}: damaged or truncated checkpoint ({str(e)[:200]})") from e
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise WrongFileTypeError(f"{path.name} holds a {type(obj).__name__}, not a state dict of tensors")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def open_tensors(path: Path) -> TensorSource:
+    """One weights file, or a sharded set through its `*.index.json`."""
+    path = Path(path)
+    if path.name.endswith(".index.json"):
+        weight_map = json.loads(path.read_text())["weight_map"]
+        return TensorSource([path.parent / name for name in sorted(set(weight_map.values()))])
+    return TensorSource([path])

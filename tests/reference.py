@@ -1,0 +1,90 @@
+"""Reference models (diffusers / transformers) with random weights, and writers for the file formats users have.
+
+The LDM writer turns a diffusers state dict into an original-layout single-file checkpoint; tests check
+it against diffusers' own LDM->diffusers converter, so the engine's key table is never its own judge.
+"""
+import json
+from pathlib import Path
+
+import torch
+
+from engine.loading.ldm_names import (CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key, unet_key,
+                                      vae_key)
+
+SD15_UNET = dict(sample_size=64, cross_attention_dim=768)   # diffusers' defaults are SD1.5's UNet
+SD15_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+SD15_CLIP = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                 num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
+
+TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=16, norm_num_groups=8,
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8, cross_attention_dim=64)
+TINY_VAE = dict(block_out_channels=(32, 64), layers_per_block=1, latent_channels=4, norm_num_groups=32,
+                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+TINY_CLIP = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                 num_attention_heads=1, max_position_embeddings=77, hidden_act="quick_gelu")
+
+
+def reference_models(unet=TINY_UNET, vae=TINY_VAE, clip=TINY_CLIP, seed=0):
+    """diffusers UNet2DConditionModel, AutoencoderKL and transformers CLIPTextModel, randomly initialised."""
+    import diffusers
+    import transformers
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        ref_unet = diffusers.UNet2DConditionModel(**unet).eval()
+        ref_vae = diffusers.AutoencoderKL(**vae).eval()
+        ref_clip = transformers.CLIPTextModel(transformers.CLIPTextConfig(**clip)).eval()
+    return ref_unet, ref_vae, ref_clip
+
+
+def save_diffusers_folder(folder: Path, unet, vae, clip, prediction_type="epsilon", pad_token="<|endoftext|>"):
+    folder = Path(folder)
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    clip.save_pretrained(folder / "text_encoder")
+    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "PNDMScheduler", "prediction_type": prediction_type, "num_train_timesteps": 1000}))
+    (folder / "tokenizer").mkdir(exist_ok=True)
+    (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps({"pad_token": pad_token}))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                         "unet": ["diffusers", "UNet2DConditionModel"]}))
+    return folder
+
+
+def ldm_state_dict(unet, vae, clip, open_clip: bool = False, extra_clip_layer=None) -> dict:
+    """An original-layout (CompVis) checkpoint dict: model.diffusion_model.*, first_stage_model.*,
+    cond_stage_model.* (OpenAI CLIP names for SD1, fused OpenCLIP names for SD2)."""
+    cfg = unet.config
+    up_attention = {i for i, kind in enumerate(cfg.up_block_types) if kind.startswith("CrossAttn")}
+    out = {}
+    for name, t in unet.state_dict().items():
+        out[UNET_PREFIX + unet_key(name, cfg.layers_per_block, up_attention)] = t.clone()
+    levels = len(vae.config.block_out_channels)
+    for name, t in vae.state_dict().items():
+        key = VAE_PREFIX + vae_key(name, levels)
+        if ".mid.attn_1." in key and t.ndim == 2:
+            t = t[:, :, None, None]   # LDM stores the VAE attention projections as 1x1 convs
+        out[key] = t.clone()
+    clip_sd = {k.removeprefix("text_model."): v for k, v in clip.state_dict().items()}
+    if not open_clip:
+        for name, t in clip_sd.items():
+            out[CLIP_PREFIX + "text_model." + name] = t.clone()
+        return out
+    if extra_clip_layer is not None:   # OpenCLIP keeps the last layer that SD2 does not use
+        n = clip.config.num_hidden_layers
+        clip_sd.update({k.replace("encoder.layers.0.", f"encoder.layers.{n}."): v.clone()
+                        for k, v in extra_clip_layer.items()})
+    fused = {}
+    for name, t in clip_sd.items():
+        key, third = open_clip_key(name)
+        if third is None:
+            out[OPEN_CLIP_PREFIX + key] = t.clone()
+        else:
+            fused.setdefault(key, [None] * 3)[third] = t
+    for key, parts in fused.items():
+        out[OPEN_CLIP_PREFIX + key] = torch.cat(parts, dim=0)
+    out[OPEN_CLIP_PREFIX + "text_projection"] = torch.eye(clip.config.hidden_size)
+    out[OPEN_CLIP_PREFIX + "logit_scale"] = torch.tensor(4.6)
+    return out
