@@ -17,7 +17,7 @@ SD15_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, lat
 SD15_CLIP = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                  num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
 
-TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=16, norm_num_groups=8,
+TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=16, norm_num_groups=32,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8, cross_attention_dim=64)
 TINY_VAE = dict(block_out_channels=(32, 64), layers_per_block=1, latent_channels=4, norm_num_groups=32,

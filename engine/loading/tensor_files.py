@@ -104,7 +104,7 @@ def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UnsafePickleError(
             f"{path.name} was refused: its pickle asks to run code or build objects beyond plain tensors "
             f"({str(e).splitlines()[0][:200]}). Use a .safetensors version of this model.") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CorruptCheckpointError(f"{path.name}: damaged or truncated checkpoint ({str(e)[:200]})") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
