@@ -6,7 +6,7 @@ import torch
 from ..errors import WrongFileTypeError
 from ..models import AutoencoderKL, VAEConfig
 from . import detect
-from .assemble import ModelComponents, assemble
+from .assembly import ModelComponents, assemble
 from .diffusers_folder import is_diffusers_folder, load_diffusers_folder, read_json, weights_file
 from .ldm_names import VAE_PREFIX
 from .single_file import load_single_file, vae_fetch

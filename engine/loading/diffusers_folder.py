@@ -6,7 +6,7 @@ import torch
 
 from ..errors import MissingKeysError, UnsupportedArchitectureError, WrongFileTypeError
 from ..models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
-from .assemble import ModelComponents, assemble
+from .assembly import ModelComponents, assemble
 from .tensor_files import open_tensors
 
 _UNSUPPORTED_PIPELINES = {"StableDiffusionXL": "SDXL", "StableDiffusion3": "SD3", "Flux": "Flux",

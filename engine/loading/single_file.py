@@ -6,7 +6,7 @@ import yaml
 
 from ..models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
 from . import detect
-from .assemble import ModelComponents, assemble
+from .assembly import ModelComponents, assemble
 from .ldm_names import OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key, unet_key, vae_key
 from .tensor_files import TensorSource, open_tensors
 

@@ -1,8 +1,10 @@
 """Reading tensors from the files users have, lazily and without ever executing a pickle.
 
-`.safetensors` are memory-mapped and read one tensor at a time; `.ckpt/.pt/.pth/.bin` go through
-`torch.load(weights_only=True, mmap=True)`. What a file is decides from its first bytes, not its
-name, so an HTML page saved as `.safetensors` is called what it is.
+`.safetensors` tensors are read one at a time with plain file reads into fresh memory: no memory
+map, so resident memory holds one copy of the weights (a mapped file's pages would count a second
+time) and overwriting the file later cannot fault a loaded model. `.ckpt/.pt/.pth/.bin` go through
+`torch.load(weights_only=True)`. What a file is decides from its first bytes, not its name, so an
+HTML page saved as `.safetensors` is called what it is.
 """
 import json
 import pickle
@@ -10,12 +12,55 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from ..errors import CorruptCheckpointError, UnsafePickleError, WrongFileTypeError
 
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
+                      "F8_E5M2": torch.float8_e5m2}
+
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class SafetensorsFile:
+    """Header of a .safetensors file (https://github.com/huggingface/safetensors#format) and reads by offset."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            try:
+                header = json.loads(f.read(header_len))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise CorruptCheckpointError(f"{path.name}: damaged safetensors header ({e})") from e
+        self.metadata = header.pop("__metadata__", None) or {}
+        self.data_start = 8 + header_len
+        self.entries = header
+        last_byte = max((e["data_offsets"][1] for e in header.values()), default=0)
+        if self.data_start + last_byte > size:
+            raise CorruptCheckpointError(f"{path.name} is truncated: {self.data_start + last_byte:,} bytes "
+                                         f"expected, {size:,} present. Download it again.")
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self.entries[key]["shape"])
+
+    def read(self, key: str) -> torch.Tensor:
+        entry = self.entries[key]
+        dtype = SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise CorruptCheckpointError(f"{self.path.name}: tensor {key} has unsupported dtype {entry['dtype']}")
+        begin, end = entry["data_offsets"]
+        tensor = torch.empty(entry["shape"], dtype=dtype)
+        if tensor.numel() * tensor.element_size() != end - begin:
+            raise CorruptCheckpointError(f"{self.path.name}: tensor {key} has {end - begin} bytes for shape "
+                                         f"{entry['shape']} {entry['dtype']}")
+        with open(self.path, "rb") as f:
+            f.seek(self.data_start + begin)
+            f.readinto(memoryview(tensor.view(-1).view(torch.uint8).numpy()))
+        return tensor
 
 
 class TensorSource:
@@ -31,12 +76,9 @@ class TensorSource:
     def _open(self, path: Path):
         kind = sniff(path)
         if kind == "safetensors":
-            try:
-                handle = safe_open(str(path), framework="pt", device="cpu")
-            except (SafetensorError, OSError, ValueError) as e:
-                raise CorruptCheckpointError(f"{path.name}: damaged or truncated safetensors file ({e})") from e
-            self.metadata.update(handle.metadata() or {})
-            for key in handle.keys():
+            handle = SafetensorsFile(path)
+            self.metadata.update(handle.metadata)
+            for key in handle.entries:
                 self._where[key] = handle
         else:
             for key, tensor in load_pickle_state_dict(path).items():
@@ -52,16 +94,11 @@ class TensorSource:
         where = self._where[key]
         if isinstance(where, torch.Tensor):
             return tuple(where.shape)
-        return tuple(where.get_slice(key).get_shape())
+        return where.shape(key)
 
     def get(self, key: str) -> torch.Tensor:
         where = self._where[key]
-        if isinstance(where, torch.Tensor):
-            return where
-        try:
-            return where.get_tensor(key)
-        except SafetensorError as e:
-            raise CorruptCheckpointError(f"{self.paths[0].name}: tensor {key} cannot be read ({e})") from e
+        return where if isinstance(where, torch.Tensor) else where.read(key)
 
 
 def sniff(path: Path) -> str:
@@ -94,12 +131,7 @@ def sniff(path: Path) -> str:
 def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A `.ckpt/.pt/.pth/.bin` state dict through torch's weights-only unpickler: no code ever runs."""
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise UnsafePickleError(
             f"{path.name} was refused: its pickle asks to run code or build objects beyond plain tensors "
