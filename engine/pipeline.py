@@ -22,6 +22,21 @@ class Pipeline:
     def name(self) -> str:
         return self.source.stem if self.source.is_file() else self.source.name
 
+    @property
+    def family(self) -> str:
+        context = self.unet.config.cross_attention_dim
+        return {768: "SD1.x", 1024: "SD2.x"}.get(context, f"SD-family (context {context})")
+
+    def summary(self) -> str:
+        """One line a person can read: what was loaded, how big, predicting what, on which device."""
+        cfg = self.unet.config
+        params = sum(p.numel() for p in self.unet.parameters()) / 1e6
+        extras = [f"{cfg.in_channels}-channel inpainting"] if cfg.in_channels == 9 else []
+        extras += ["guidance embedding (LCM)"] if cfg.time_cond_proj_dim else []
+        return (f"{self.name}: {self.family}, UNet {params:.1f}M parameters, channels "
+                f"{'/'.join(map(str, cfg.block_out_channels))}, {self.prediction_type} prediction"
+                f"{', ' + ', '.join(extras) if extras else ''}; on {self.device}")
+
     def set_vae(self, path: str | Path | None) -> None:
         """Use a separate VAE file (models/VAE/), keeping this model's latent scaling."""
         if path is not None:

@@ -1,0 +1,17 @@
+"""The model folders in A1111's layout, and what each holds."""
+from pathlib import Path
+
+from .tensor_files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
+
+CHECKPOINT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files and diffusers folders under `folder` (recursively, like A1111), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES
+             and not any(parent.joinpath("model_index.json").is_file() for parent in p.parents)]
+    found += [p.parent for p in folder.rglob("model_index.json")]
+    return sorted(found, key=lambda p: str(p.relative_to(folder)).lower())
