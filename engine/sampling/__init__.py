@@ -1,0 +1,66 @@
+"""Samplers and schedules, chosen by A1111's names from two registries.
+
+"DPM++ 2M Karras" = sampler "DPM++ 2M" + schedule "Karras". A sampler's "Automatic" schedule is its
+A1111 default. `noise` says which randomness a sampler needs: none, per-image ancestral draws, or a
+Brownian tree. `unit_start` samplers (DDIM, UniPC) start from unit-variance DDPM noise, as
+A1111's timestep samplers and diffusers do; the others from noise * sigma_max, as k-diffusion does.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from . import k_samplers
+from .ddim import sample_ddim
+from .denoiser import Conditioning, Denoiser
+from .noise import BrownianNoise, ImageNoise
+from .schedules import SCHEDULES, DiscreteSchedule, ddim_uniform
+from .unipc import sample_unipc
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    function: Callable
+    default_schedule: str = "Automatic"
+    noise: str | None = None            # None, "ancestral" or "brownian"
+    unit_start: bool = False
+    options: tuple[str, ...] = ()       # keyword options a user may set (eta, s_noise, ...)
+    defaults: dict = field(default_factory=dict)
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "Euler": SamplerSpec(k_samplers.sample_euler),
+    "Euler a": SamplerSpec(k_samplers.sample_euler_ancestral, noise="ancestral", options=("eta", "s_noise")),
+    "Heun": SamplerSpec(k_samplers.sample_heun),
+    "LMS": SamplerSpec(k_samplers.sample_lms),
+    "DPM++ 2M": SamplerSpec(k_samplers.sample_dpmpp_2m, "Karras"),
+    "DPM++ 2M SDE": SamplerSpec(k_samplers.sample_dpmpp_2m_sde, "Exponential", "brownian", options=("eta", "s_noise")),
+    "DPM++ SDE": SamplerSpec(k_samplers.sample_dpmpp_sde, "Karras", "brownian", options=("eta", "s_noise")),
+    "DPM++ 2S a": SamplerSpec(k_samplers.sample_dpmpp_2s_ancestral, "Karras", "ancestral", options=("eta", "s_noise")),
+    "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
+    "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
+}
+# later issues register LCM and the consistency sampler here
+
+SCHEDULE_NAMES = ["Automatic", *[name for name in SCHEDULES if name != "Automatic"]]
+
+
+def resolve_schedule(sampler: str, schedule: str) -> str:
+    """The schedule actually used: "Automatic" means the sampler's A1111 default."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULE_NAMES)}")
+    return SAMPLERS[sampler].default_schedule if schedule == "Automatic" else schedule
+
+
+def make_sigmas(sampler: str, schedule: str, steps: int, model_schedule: DiscreteSchedule) -> torch.Tensor:
+    """Descending sigmas (steps + 1 values) for this sampler and schedule."""
+    name = resolve_schedule(sampler, schedule)
+    if name == "DDIM" and sampler == "DDIM":   # DDIM's own grid stops at alpha_bar_0, as CompVis and diffusers do
+        return ddim_uniform(steps, model_schedule, final_sigma=model_schedule.sigma_min)
+    return SCHEDULES[name](steps, model_schedule)
+
+
+__all__ = ["SAMPLERS", "SCHEDULES", "SCHEDULE_NAMES", "BrownianNoise", "Conditioning", "Denoiser", "DiscreteSchedule",
+           "ImageNoise", "SamplerSpec", "make_sigmas", "resolve_schedule"]

@@ -1,0 +1,70 @@
+"""The denoiser D(x, sigma) -> x_0 that samplers call: the only place that knows the prediction type.
+
+Karras et al. 2022 (Sec. 5, Table 1) write every model as D(x; sigma) = c_skip x + c_out F(c_in x; t(sigma)).
+For a discrete eps-prediction model: c_in = 1/sqrt(sigma^2 + 1), c_out = -sigma, c_skip = 1.
+For v-prediction (Salimans & Ho 2022): c_skip = 1/(sigma^2 + 1), c_out = -sigma/sqrt(sigma^2 + 1).
+Classifier-free guidance (Ho & Salimans 2022): D = D_uncond + w (D_cond - D_uncond), cond and uncond in
+one batch; w = 1 skips the unconditional pass.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .schedules import DiscreteSchedule
+
+
+@dataclass
+class Conditioning:
+    """Text embeddings of one batch, plus extra UNet inputs that ride along with every call."""
+    cond: torch.Tensor                       # (B, tokens, dim)
+    uncond: torch.Tensor | None = None       # (B, tokens', dim); None when CFG is off
+    concat: torch.Tensor | None = None       # inpainting UNets: (B, 5, h, w) mask + masked-image latents
+    timestep_cond: torch.Tensor | None = None
+
+
+class Denoiser:
+    """Wraps an eps- or v-predicting UNet as D(x, sigma) with classifier-free guidance."""
+
+    def __init__(self, unet: Callable, schedule: DiscreteSchedule, prediction_type: str = "epsilon"):
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"unknown prediction type {prediction_type!r}")
+        self.unet = unet
+        self.schedule = schedule
+        self.prediction_type = prediction_type
+
+    def scalings(self, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in) broadcastable over (B, C, H, W)."""
+        sigma = sigma[:, None, None, None]
+        c_in = 1 / (sigma ** 2 + 1) ** 0.5
+        if self.prediction_type == "v_prediction":
+            return 1 / (sigma ** 2 + 1), -sigma * c_in, c_in
+        return torch.ones_like(sigma), -sigma, c_in
+
+    def model_output(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
+                     concat: torch.Tensor | None, timestep_cond: torch.Tensor | None) -> torch.Tensor:
+        c_skip, c_out, c_in = self.scalings(sigma)
+        inp = x * c_in
+        if concat is not None:
+            inp = torch.cat([inp, concat], dim=1)
+        t = self.schedule.sigma_to_t(sigma)
+        dtype = getattr(self.unet, "dtype", x.dtype)
+        out = self.unet(inp.to(dtype), t, context.to(dtype), timestep_cond=timestep_cond).float()
+        return c_skip * x + c_out * out
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, conditioning: Conditioning,
+                 cfg_scale: float = 1.0) -> torch.Tensor:
+        """x_0 estimate for a batch x (B, C, H, W) at noise level sigma (scalar or (B,))."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
+        c = conditioning
+        if c.uncond is None or cfg_scale == 1.0:
+            return self.model_output(x, sigma, c.cond, c.concat, c.timestep_cond)
+        if c.cond.shape[1] == c.uncond.shape[1]:
+            double = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
+            both = self.model_output(double(x), double(sigma), torch.cat([c.cond, c.uncond]), double(c.concat),
+                                     double(c.timestep_cond))
+            d_cond, d_uncond = both.chunk(2)
+        else:   # prompts of different chunk counts: two passes, as A1111 does by default
+            d_cond = self.model_output(x, sigma, c.cond, c.concat, c.timestep_cond)
+            d_uncond = self.model_output(x, sigma, c.uncond, c.concat, c.timestep_cond)
+        return d_uncond + cfg_scale * (d_cond - d_uncond)

@@ -1,0 +1,89 @@
+"""Noise schedules: the discrete DDPM schedule a model was trained on, and sigma grids for sampling.
+
+Sigmas are the k-diffusion parametrisation (Karras et al. 2022): x_sigma = x_0 + sigma * eps, with
+sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for the DDPM timestep t. Every grid is descending and
+ends with 0 (or with sigma at t=0 where a timestep sampler stops there).
+"""
+import math
+
+import torch
+
+
+class DiscreteSchedule:
+    """The training schedule: 1000 "scaled linear" betas (SD1.x/2.x), sigma <-> timestep conversions."""
+
+    def __init__(self, beta_start: float = 0.00085, beta_end: float = 0.012, num_timesteps: int = 1000):
+        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=torch.float64) ** 2
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)                         # alpha_bar_t
+        self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt().float()  # ascending in t
+        self.log_sigmas = self.sigmas.log()
+
+    @property
+    def sigma_min(self) -> float:
+        return self.sigmas[0].item()
+
+    @property
+    def sigma_max(self) -> float:
+        return self.sigmas[-1].item()
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Fractional timestep whose log-sigma interpolates linearly between neighbours (k-diffusion)."""
+        log_sigma = sigma.float().log()
+        dists = log_sigma - self.log_sigmas.to(sigma.device)[:, None]
+        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=len(self.sigmas) - 2)
+        high = low + 1
+        low_log, high_log = self.log_sigmas.to(sigma.device)[low], self.log_sigmas.to(sigma.device)[high]
+        w = ((low_log - log_sigma) / (low_log - high_log)).clamp(0, 1)
+        return ((1 - w) * low + w * high).view(sigma.shape)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float32)
+        low, high = t.floor().long(), t.ceil().long()
+        w = t - low
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+
+def _with_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sigmas.float(), sigmas.new_zeros(1, dtype=torch.float32)])
+
+
+def automatic(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """k-diffusion's default for a discrete model: timesteps evenly spaced from 999 to 0."""
+    t = torch.linspace(len(schedule.sigmas) - 1, 0, n)
+    return _with_zero(schedule.t_to_sigma(t))
+
+
+def karras(n: int, schedule: DiscreteSchedule, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, Eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho."""
+    ramp = torch.linspace(0, 1, n)
+    min_inv, max_inv = schedule.sigma_min ** (1 / rho), schedule.sigma_max ** (1 / rho)
+    return _with_zero((max_inv + ramp * (min_inv - max_inv)) ** rho)
+
+
+def exponential(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """Sigmas evenly spaced in log space from sigma_max to sigma_min."""
+    return _with_zero(torch.linspace(math.log(schedule.sigma_max), math.log(schedule.sigma_min), n).exp())
+
+
+def sgm_uniform(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """Timesteps evenly spaced over n+1 points from sigma_max's to sigma_min's, the last dropped (SGM / SDXL)."""
+    start = schedule.sigma_to_t(torch.tensor(schedule.sigma_max))
+    end = schedule.sigma_to_t(torch.tensor(schedule.sigma_min))
+    return _with_zero(schedule.t_to_sigma(torch.linspace(start.item(), end.item(), n + 1)[:-1]))
+
+
+def ddim_uniform(n: int, schedule: DiscreteSchedule, final_sigma: float = 0.0) -> torch.Tensor:
+    """DDIM's uniform discretisation (Song et al. 2021): timesteps 1, 1 + c, 1 + 2c, ... with c = 1000 // n,
+    taken in descending order. The DDIM sampler ends at alpha_bar_0 (`final_sigma` = sigma at t=0)."""
+    stride = max(len(schedule.sigmas) // n, 1)
+    timesteps = torch.arange(1, len(schedule.sigmas), stride)[:n].flip(0)
+    return torch.cat([schedule.sigmas[timesteps], torch.tensor([final_sigma])]).float()
+
+
+SCHEDULES = {
+    "Automatic": automatic,
+    "Karras": karras,
+    "Exponential": exponential,
+    "SGM Uniform": sgm_uniform,
+    "DDIM": ddim_uniform,
+}

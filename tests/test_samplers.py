@@ -1,0 +1,213 @@
+"""Samplers and schedules against k-diffusion (A1111's sampler code) and diffusers' schedulers, same UNet."""
+import diffusers
+import pytest
+import torch
+
+from engine.models import UNet2DConditionModel, UNetConfig
+from engine.sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
+from engine.sampling import schedules
+from tests.k_diffusion_reference import LatentDiffusionShim, import_k_diffusion
+from tests.reference import TINY_UNET
+from tests.test_models_parity import engine_twin
+
+K_SAMPLERS = {"Euler": "sample_euler", "Euler a": "sample_euler_ancestral", "Heun": "sample_heun", "LMS": "sample_lms",
+              "DPM++ 2M": "sample_dpmpp_2m", "DPM++ 2M SDE": "sample_dpmpp_2m_sde", "DPM++ SDE": "sample_dpmpp_sde",
+              "DPM++ 2S a": "sample_dpmpp_2s_ancestral"}
+SCHEDULES = ["Automatic", "Karras", "Exponential", "SGM Uniform", "DDIM"]
+STEPS = [3, 8, 15]
+SEEDS = [11, 12]
+SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                    steps_offset=1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    ref_unet = diffusers.UNet2DConditionModel(**TINY_UNET).eval()
+    unet = engine_twin(UNet2DConditionModel, UNetConfig.from_dict(dict(ref_unet.config)), ref_unet)
+    schedule = DiscreteSchedule()
+    context = torch.randn(2, 77, TINY_UNET["cross_attention_dim"])
+    ks, ke = import_k_diffusion()
+    k_denoiser = ke.CompVisDenoiser(LatentDiffusionShim(ref_unet, schedule.alphas_cumprod))
+    return dict(ref_unet=ref_unet, schedule=schedule, context=context, ks=ks, k_denoiser=k_denoiser,
+                denoiser=Denoiser(unet, schedule), cond=Conditioning(context))
+
+
+def close(ours, ref):
+    """Max abs difference, as a fraction of the reference's scale (at least a unit-scale latent)."""
+    return ((ours - ref).abs().max() / max(1.0, ref.abs().max().item())).item()
+
+
+def start_latent(sigmas):
+    return torch.randn(len(SEEDS), 4, 8, 8, generator=torch.Generator().manual_seed(5)) * sigmas[0]
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def test_schedules_match_k_diffusion_and_a1111(setup):
+    ks, kd, schedule = setup["ks"], setup["k_denoiser"], setup["schedule"]
+    for n in STEPS:
+        torch.testing.assert_close(schedules.automatic(n, schedule), kd.get_sigmas(n), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(schedules.karras(n, schedule),
+                                   ks.get_sigmas_karras(n, kd.sigma_min.item(), kd.sigma_max.item()), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(schedules.exponential(n, schedule),
+                                   ks.get_sigmas_exponential(n, kd.sigma_min.item(), kd.sigma_max.item()),
+                                   atol=1e-5, rtol=1e-5)
+        # A1111's sgm_uniform, written out over k-diffusion's discrete schedule
+        start, end = kd.sigma_to_t(kd.sigma_max), kd.sigma_to_t(kd.sigma_min)
+        expected = [kd.t_to_sigma(t) for t in torch.linspace(start, end, n + 1)[:-1]] + [torch.tensor(0.0)]
+        torch.testing.assert_close(schedules.sgm_uniform(n, schedule), torch.stack(expected), atol=1e-5, rtol=1e-5)
+        # A1111's "DDIM" scheduler: timesteps 1, 1 + 1000 // n, ... descending, then 0
+        expected = kd.sigmas[torch.arange(1, 1000, 1000 // n)[:n]].flip(0)
+        torch.testing.assert_close(schedules.ddim_uniform(n, schedule)[:-1], expected, atol=1e-6, rtol=1e-6)
+
+
+def test_ddim_timesteps_match_diffusers():
+    schedule = DiscreteSchedule()
+    for n in STEPS:
+        ref = diffusers.DDIMScheduler(**SD_SCHEDULER, set_alpha_to_one=False)
+        ref.set_timesteps(n)
+        sigmas = make_sigmas("DDIM", "Automatic", n, schedule)
+        assert schedule.sigma_to_t(sigmas[:-1]).round().long().tolist() == ref.timesteps.tolist()
+        assert sigmas[-1].item() == pytest.approx(schedule.sigma_min)   # stops at alpha_bar_0
+
+
+def test_automatic_resolves_to_a1111_defaults():
+    schedule = DiscreteSchedule()
+    for sampler, expected in [("DPM++ 2M", "Karras"), ("DPM++ 2M SDE", "Exponential"), ("Euler", "Automatic")]:
+        torch.testing.assert_close(make_sigmas(sampler, "Automatic", 10, schedule),
+                                   schedules.SCHEDULES[expected](10, schedule))
+
+
+# ---------------------------------------------------------------- against k-diffusion
+
+
+class DiffusersTimesteps(DiscreteSchedule):
+    """diffusers' DPMSolver and UniPC call the UNet at the int64 timesteps they store (Karras rounded, others
+    truncated); k-diffusion and the engine use the fractional timestep. To compare the solvers' maths alone,
+    this schedule answers each grid sigma with the timestep the diffusers scheduler uses for it."""
+
+    def __init__(self, sigmas, timesteps):
+        super().__init__()
+        self.grid, self.timesteps = sigmas[: len(timesteps)].float(), timesteps.float()
+
+    def sigma_to_t(self, sigma):
+        nearest = (sigma.reshape(-1, 1) - self.grid).abs().argmin(dim=1)
+        return self.timesteps[nearest].view(sigma.shape)
+
+
+def run_engine(setup, sampler, sigmas, x, timesteps_from=None, **options):
+    spec = SAMPLERS[sampler]
+    denoiser = setup["denoiser"]
+    if timesteps_from is not None:
+        denoiser = Denoiser(denoiser.unet, DiffusersTimesteps(timesteps_from.sigmas, timesteps_from.timesteps))
+    model = lambda x, s: denoiser(x, s, setup["cond"])  # noqa: E731
+    noise = None
+    if spec.noise == "ancestral":
+        noise = ImageNoise((4, 8, 8), SEEDS)
+    elif spec.noise == "brownian":
+        noise = BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), SEEDS)
+    return spec.function(model, x.clone(), sigmas, noise=noise, **options)
+
+
+def run_k_diffusion(setup, sampler, sigmas, x):
+    ks = setup["ks"]
+    kwargs = {}
+    if SAMPLERS[sampler].noise == "ancestral":
+        draws = ImageNoise((4, 8, 8), SEEDS)
+        kwargs["noise_sampler"] = lambda s, s_next: draws()
+    elif SAMPLERS[sampler].noise == "brownian":
+        kwargs["noise_sampler"] = ks.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=SEEDS)
+    return getattr(ks, K_SAMPLERS[sampler])(setup["k_denoiser"], x.clone(), sigmas, disable=True,
+                                             extra_args={"cond": setup["context"]}, **kwargs)
+
+
+@pytest.mark.parametrize("sampler", K_SAMPLERS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_k_samplers_match_k_diffusion(setup, sampler, schedule):
+    for n in STEPS:
+        sigmas = make_sigmas(sampler, schedule, n, setup["schedule"])
+        x = start_latent(sigmas)
+        error = close(run_engine(setup, sampler, sigmas, x), run_k_diffusion(setup, sampler, sigmas, x))
+        assert error <= 1e-4, f"{sampler} / {schedule} / {n} steps: {error:.2e}"
+
+
+def test_eta_and_s_noise_are_honoured(setup):
+    sigmas = make_sigmas("Euler a", "Automatic", 8, setup["schedule"])
+    x = start_latent(sigmas)
+    full = run_engine(setup, "Euler a", sigmas, x)
+    quiet = run_engine(setup, "Euler a", sigmas, x, eta=0.0)
+    assert (full - quiet).abs().max() > 1e-3
+    torch.testing.assert_close(quiet, run_engine(setup, "Euler", sigmas, x), atol=1e-5, rtol=1e-5)  # eta 0 = Euler
+    assert (run_engine(setup, "Euler a", sigmas, x, s_noise=0.5) - full).abs().max() > 1e-3
+
+
+# ---------------------------------------------------------------- against diffusers
+
+
+DIFFUSERS = {   # sampler -> (scheduler class, extra config, latents live in k-space?)
+    "Euler": (diffusers.EulerDiscreteScheduler, {"timestep_spacing": "linspace"}, True),
+    "Heun": (diffusers.HeunDiscreteScheduler, {"timestep_spacing": "linspace"}, True),
+    "LMS": (diffusers.LMSDiscreteScheduler, {"timestep_spacing": "linspace"}, True),
+    "DPM++ 2M": (diffusers.DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}, False),
+    "DDIM": (diffusers.DDIMScheduler, {"set_alpha_to_one": False, "clip_sample": False}, False),
+    "UniPC": (diffusers.UniPCMultistepScheduler, {"solver_order": 3, "solver_type": "bh2"}, False),
+}
+SCHEDULE_FLAGS = {"Karras": {"use_karras_sigmas": True}, "Exponential": {"use_exponential_sigmas": True},
+                  "Automatic": {}, "DDIM": {}}
+CASES = [(s, sch) for s in ("Euler", "Heun", "LMS") for sch in ("Automatic", "Karras", "Exponential")] + \
+        [("DPM++ 2M", "Karras"), ("DPM++ 2M", "Exponential"), ("DDIM", "DDIM"),
+         ("UniPC", "Karras"), ("UniPC", "Exponential")]
+
+
+def diffusers_scheduler(sampler, schedule, n, **config):
+    cls, extra, _ = DIFFUSERS[sampler]
+    scheduler = cls(**SD_SCHEDULER, **{**extra, **config}, **SCHEDULE_FLAGS[schedule])
+    scheduler.set_timesteps(n)
+    return scheduler
+
+
+def run_diffusers(setup, sampler, schedule, n, x_k, stop_before_last=False, **config):
+    k_space = DIFFUSERS[sampler][2]
+    scheduler = diffusers_scheduler(sampler, schedule, n, **config)
+    sigma0 = scheduler.sigmas[0] if hasattr(scheduler, "sigmas") else None
+    latents = x_k if k_space else x_k / (1 + float(sigma0 or 0) ** 2) ** 0.5
+    if sampler == "DDIM":
+        latents = x_k / (1 + make_sigmas("DDIM", "DDIM", n, setup["schedule"])[0] ** 2) ** 0.5
+    with torch.no_grad():
+        for t in scheduler.timesteps[:-1] if stop_before_last else scheduler.timesteps:
+            eps = setup["ref_unet"](scheduler.scale_model_input(latents, t), t, setup["context"]).sample
+            latents = scheduler.step(eps, t, latents).prev_sample
+    return latents
+
+
+@pytest.mark.parametrize("sampler, schedule", CASES)
+def test_deterministic_samplers_match_diffusers(setup, sampler, schedule):
+    for n in STEPS:
+        sigmas = make_sigmas(sampler, schedule, n, setup["schedule"])
+        x = start_latent(sigmas)
+        integer_t = diffusers_scheduler(sampler, schedule, n) if sampler in ("DPM++ 2M", "UniPC") else None
+        options = {"variant": "bh2"} if sampler == "UniPC" else {}
+        ours = run_engine(setup, sampler, sigmas, x, timesteps_from=integer_t, **options)
+        ours = ours / (1 + sigmas[-1] ** 2) ** 0.5     # DDIM ends at alpha_bar_0: back to the model's latent scale
+        error = close(ours, run_diffusers(setup, sampler, schedule, n, x))
+        print(f"{sampler} / {schedule} / {n} steps vs diffusers: {error:.1e}")
+        assert error <= 1e-4, f"{sampler} / {schedule} / {n} steps: {error:.2e}"
+
+
+@pytest.mark.parametrize("order, variant", [(2, "bh2"), (2, "bh1"), (3, "bh1")])
+def test_unipc_orders_and_variants_match_diffusers(setup, order, variant):
+    """bh1 is compared on the latent before the final step: diffusers' bh1 step to sigma = 0 computes
+    -inf * 0 and returns NaN, a step the engine takes as the data prediction itself."""
+    for n in STEPS:
+        sigmas = make_sigmas("UniPC", "Karras", n, setup["schedule"])
+        x = start_latent(sigmas)
+        integer_t = diffusers_scheduler("UniPC", "Karras", n)
+        seen = {}
+        ours = run_engine(setup, "UniPC", sigmas, x, timesteps_from=integer_t, order=order, variant=variant,
+                          callback=lambda i, latent, denoised: seen.setdefault(i, latent))
+        ref = run_diffusers(setup, "UniPC", "Karras", n, x, stop_before_last=True, solver_order=order, solver_type=variant)
+        penultimate = seen[n - 1] / (1 + sigmas[n - 1] ** 2) ** 0.5
+        assert close(penultimate, ref) <= 1e-4
+        assert not ours.isnan().any()
