@@ -3,6 +3,9 @@ from .devices import Device
 from .errors import (CorruptCheckpointError, EngineError, MissingKeysError, ModelLoadError, UnsafePickleError,
                      UnsupportedArchitectureError, WrongFileTypeError)
 from .pipeline import Pipeline, load_pipeline
+from .request import GenerationRequest, GenerationResult, InvalidRequestError
+from .version import __version__
 
-__all__ = ["CorruptCheckpointError", "Device", "EngineError", "MissingKeysError", "ModelLoadError", "Pipeline",
-           "UnsafePickleError", "UnsupportedArchitectureError", "WrongFileTypeError", "load_pipeline"]
+__all__ = ["CorruptCheckpointError", "Device", "EngineError", "GenerationRequest", "GenerationResult",
+           "InvalidRequestError", "MissingKeysError", "ModelLoadError", "Pipeline", "UnsafePickleError",
+           "UnsupportedArchitectureError", "WrongFileTypeError", "__version__", "load_pipeline"]

@@ -1,23 +1,47 @@
-"""The loaded model as one object: UNet, VAE, text encoder and tokenizer on one device."""
-from dataclasses import dataclass
+"""GenerationRequest -> images + infotext: encode the prompt, seeded noise, sample, decode.
+
+txt2img starts from noise at sigma_max. img2img follows A1111's step semantics: with strength s and
+N steps it runs the last int(s N) + 1 sigmas of the N-step schedule, starting from the init latent plus
+noise at the first of them. Inpainting blends the x_0 estimate with the original latent outside the mask
+at every step and pastes the original pixels back at the end.
+"""
+import functools
+import hashlib
+import random
 from pathlib import Path
+from typing import Callable
 
+import torch
+
+from . import images
 from .devices import Device
-from .loading import ModelComponents, load_components, load_vae
-from .models import AutoencoderKL, CLIPTextModel, UNet2DConditionModel
+from .img2img import Source, inpaint_conditioning, prepare_source
+from .infotext import create_infotext
+from .loading import load_components, load_vae
+from .prompts import PromptEncoder
+from .request import GenerationRequest, GenerationResult
+from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
+from .sampling import resolve_schedule
 from .tokenizer import CLIPTokenizer
+from .version import __version__
+
+Progress = Callable[[int, int, torch.Tensor], None]   # (steps done, steps in the job, current x_0 estimate)
 
 
-@dataclass
+class Interrupted(Exception):
+    """Raised inside sampling when the caller's stop flag is set; the last x_0 estimate is kept."""
+
+
 class Pipeline:
-    unet: UNet2DConditionModel
-    vae: AutoencoderKL
-    text_encoder: CLIPTextModel
-    tokenizer: CLIPTokenizer
-    prediction_type: str
-    device: Device
-    source: Path
+    def __init__(self, unet, vae, text_encoder, tokenizer: CLIPTokenizer, prediction_type: str, device: Device,
+                 source: Path):
+        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+        self.prediction_type, self.device, self.source = prediction_type, device, Path(source)
+        self.vae_name: str | None = None
+        self.schedule = DiscreteSchedule()
+        self.prompts = PromptEncoder(text_encoder, tokenizer)
 
+    # ------------------------------------------------------------------ the model
     @property
     def name(self) -> str:
         return self.source.stem if self.source.is_file() else self.source.name
@@ -26,6 +50,25 @@ class Pipeline:
     def family(self) -> str:
         context = self.unet.config.cross_attention_dim
         return {768: "SD1.x", 1024: "SD2.x"}.get(context, f"SD-family (context {context})")
+
+    @property
+    def native_size(self) -> int:
+        """Pixel size the model was trained at (512 for SD1.x, the config's sample size otherwise)."""
+        return self.unet.config.sample_size * self.vae.config.downscale
+
+    @functools.cached_property
+    def model_hash(self) -> str:
+        """A1111's model hash: the first 10 hex digits of the checkpoint file's sha256."""
+        path = self.source
+        if path.is_dir():
+            path = next(iter(sorted((path / "unet").glob("diffusion_pytorch_model*"))), None)
+            if path is None:
+                return ""
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()[:10]
 
     def summary(self) -> str:
         """One line a person can read: what was loaded, how big, predicting what, on which device."""
@@ -41,13 +84,164 @@ class Pipeline:
         """Use a separate VAE file (models/VAE/), keeping this model's latent scaling."""
         if path is not None:
             self.vae = load_vae(path, self.vae.scaling_factor, self.device.dtype, self.device.device)
+            self.vae_name = Path(path).stem
+
+    # ------------------------------------------------------------------ latents <-> pixels
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> scaled latents (the posterior mean: deterministic)."""
+        posterior = self.vae.encode(pixels.to(self.device.device, self.vae.dtype))
+        return posterior.mean.float() * self.vae.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> images in [-1, 1], one at a time to bound memory."""
+        out = [self.vae.decode((z[None] / self.vae.scaling_factor).to(self.vae.dtype)).float() for z in latents]
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, req: GenerationRequest, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+        req.validate()
+        seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
+        subseed = req.subseed if req.subseed >= 0 else random.randrange(4294967294)
+        total = req.batch_size * req.batch_count
+        seeds = [seed + (i if req.subseed_strength == 0 else 0) for i in range(total)]
+        subseeds = [subseed + i for i in range(total)]
+        cond = self.prompts(req.prompt, req.clip_skip)
+        uncond = self.prompts(req.negative_prompt, req.clip_skip) if req.cfg_scale != 1 else None
+        source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
+
+        result = GenerationResult([], seeds, subseeds, [])
+        steps_done = [0]
+        job_steps = self._steps_run(req) * req.batch_count
+
+        def on_step(denoised):
+            steps_done[0] += 1
+            if progress is not None:
+                progress(steps_done[0], job_steps, denoised)
+
+        for b in range(req.batch_count):
+            part = slice(b * req.batch_size, (b + 1) * req.batch_size)
+            latents, interrupted = self._sample(req, seeds[part], subseeds[part], cond, uncond, source, on_step,
+                                                should_stop)
+            if latents is not None:
+                for i, image in enumerate(images.to_pil(self.decode_latents(latents))):
+                    if source is not None:
+                        image = images.apply_overlay(image, source.overlay, source.paste_box)
+                    index = b * req.batch_size + i
+                    infotext = self.infotext(req, seeds[index], subseeds[index], source)
+                    image.info["parameters"] = infotext
+                    result.images.append(image)
+                    result.infotexts.append(infotext)
+            if interrupted:
+                result.interrupted = True
+                break
+        return result
+
+    def _steps_run(self, req: GenerationRequest) -> int:
+        if not req.is_img2img:
+            return req.steps
+        return int(min(req.denoising_strength, 0.999) * req.steps) + 1
+
+    @torch.no_grad()
+    def _sample(self, req, seeds, subseeds, cond, uncond, source: Source | None, on_step, should_stop):
+        """One batch: (final scaled latents or None, interrupted?)."""
+        device = self.device.device
+        spec = SAMPLERS[req.sampler]
+        down = self.vae.config.downscale
+        latent_shape = (self.unet.config.out_channels, req.height // down, req.width // down)
+        noise = ImageNoise(latent_shape, seeds, subseeds, req.subseed_strength, device)
+        x = noise.initial()
+        sigmas = make_sigmas(req.sampler, req.schedule, req.steps, self.schedule).to(device)
+        n = len(seeds)
+        concat, init, keep = None, None, None
+
+        if source is None:
+            x = x * ((1 + sigmas[0] ** 2) ** 0.5 if spec.unit_start else sigmas[0])
+            if self.unet.config.in_channels == 9:   # inpainting UNet with nothing to keep: all-masked grey image
+                concat = inpaint_conditioning(self.encode_images, torch.zeros(1, 3, req.height, req.width), None)
+        else:
+            init = self.encode_images(source.image).expand(n, -1, -1, -1)
+            if source.latent_mask is not None:
+                repaint = source.latent_mask.to(device)
+                keep = 1.0 - repaint
+                if req.masked_content == "latent noise":
+                    init = init * keep + ImageNoise(latent_shape, seeds, device=device).initial() * repaint
+                elif req.masked_content == "latent nothing":
+                    init = init * keep
+            if self.unet.config.in_channels == 9:
+                concat = inpaint_conditioning(self.encode_images, source.image, source.pixel_mask)
+            t_enc = int(min(req.denoising_strength, 0.999) * req.steps)
+            sigmas = sigmas[req.steps - t_enc - 1:]
+            x = init + x * sigmas[0]
+        if concat is not None:
+            concat = concat.expand(n, -1, -1, -1).to(device)
+
+        conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
+                                    None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
+                                    concat)
+        denoiser = Denoiser(self.unet, self.schedule, self.prediction_type)
+        last = {}
+
+        def model(x, sigma):
+            if should_stop is not None and should_stop():
+                raise Interrupted
+            denoised = denoiser(x, sigma, conditioning, req.cfg_scale)
+            if keep is not None:
+                denoised = init * keep + denoised * (1 - keep)
+            return denoised
+
+        def callback(i, x, denoised):
+            last["denoised"] = denoised
+            on_step(denoised)
+
+        options = {**spec.defaults, **({"eta": req.eta} if req.eta is not None else {}), "s_noise": req.s_noise}
+        options = {k: v for k, v in options.items() if k in spec.options}
+        noise_sampler = noise if spec.noise == "ancestral" else None
+        if spec.noise == "brownian":
+            noise_sampler = BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), seeds)
+        try:
+            x = spec.function(model, x, sigmas, noise=noise_sampler, callback=callback, **options)
+        except Interrupted:
+            return last.get("denoised"), True
+        x = x / (1 + sigmas[-1] ** 2) ** 0.5   # samplers that stop at alpha_bar_0 (DDIM) -> model latent scale
+        if keep is not None:
+            x = init * keep + x * (1 - keep)
+        return x, False
+
+    def infotext(self, req: GenerationRequest, seed: int, subseed: int, source: Source | None) -> str:
+        spec = SAMPLERS[req.sampler]
+        default_eta = spec.defaults.get("eta", 1.0)
+        eta = req.eta if req.eta is not None else default_eta
+        eta_field = {"Eta DDIM" if req.sampler == "DDIM" else "Eta": eta} if "eta" in spec.options and eta != default_eta else {}
+        params = {
+            "Steps": req.steps,
+            "Sampler": req.sampler,
+            "Schedule type": resolve_schedule(req.sampler, req.schedule),
+            "CFG scale": req.cfg_scale,
+            "Seed": seed,
+            "Size": f"{req.width}x{req.height}",
+            "Model hash": self.model_hash or None,
+            "Model": self.name,
+            "VAE": self.vae_name,
+            "Variation seed": subseed if req.subseed_strength else None,
+            "Variation seed strength": req.subseed_strength or None,
+            "Denoising strength": req.denoising_strength if req.is_img2img else None,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
+            **(source.infotext if source is not None else {}),
+            **eta_field,
+            **req.extra_infotext,
+            "Version": __version__,
+        }
+        return create_infotext(req.prompt, req.negative_prompt, params)
 
 
 def load_pipeline(path: str | Path, device: Device | None = None, vae: str | Path | None = None,
                   prediction_type: str | None = None) -> Pipeline:
     """Load a checkpoint file or diffusers folder. `device` defaults to Device.choose() (auto)."""
     device = device or Device.choose()
-    parts: ModelComponents = load_components(path, device.dtype, device.device, prediction_type)
+    parts = load_components(path, device.dtype, device.device, prediction_type)
     pipe = Pipeline(parts.unet, parts.vae, parts.text_encoder, CLIPTokenizer(pad_id=parts.pad_token_id),
                     parts.prediction_type, device, Path(path))
     pipe.set_vae(vae)

@@ -1,0 +1,81 @@
+"""Live previews of latents during sampling: a linear map, the small "VAE approx" network, or the full VAE.
+
+All three take scaled latents (B, 4, h, w) as the sampler holds them and return images in [0, 1].
+"""
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .loading.tensor_files import open_tensors
+
+# latent channel -> RGB, fitted for SD1.x latents (the "Approx cheap" coefficients A1111 uses)
+SD1_LATENT_RGB = torch.tensor([
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+])
+
+PREVIEW_METHODS = ("Approx cheap", "Approx NN", "Full")
+
+
+def linear_preview(latents: torch.Tensor) -> torch.Tensor:
+    """A per-pixel linear map of the 4 latent channels to RGB: nearly free, at latent resolution."""
+    rgb = torch.einsum("blhw,lr->brhw", latents.float(), SD1_LATENT_RGB.to(latents.device))
+    return (rgb * 0.5 + 0.5).clamp(0, 1)
+
+
+class VAEApprox(nn.Module):
+    """Eight small convolutions from latents to RGB at twice the latent size (A1111's "Approx NN")."""
+
+    def __init__(self, latent_channels: int = 4):
+        super().__init__()
+        widths = [latent_channels, 8, 16, 32, 64, 32, 16, 8, 3]
+        kernels = [7, 5, 3, 3, 3, 3, 3, 3]
+        for i, k in enumerate(kernels):
+            setattr(self, f"conv{i + 1}", nn.Conv2d(widths[i], widths[i + 1], k))
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(latents, (latents.shape[2] * 2, latents.shape[3] * 2))
+        x = F.pad(x, (11, 11, 11, 11))
+        for i in range(8):
+            x = F.leaky_relu(getattr(self, f"conv{i + 1}")(x), 0.1)
+        return (x * 0.5 + 0.5).clamp(0, 1)
+
+    @classmethod
+    def load(cls, path: Path) -> "VAEApprox":
+        source = open_tensors(path)
+        model = cls(source.shape("conv1.weight")[1])
+        model.load_state_dict({k: source.get(k) for k in source.keys()}, strict=True)
+        return model.eval().requires_grad_(False)
+
+
+def find_vae_approx(models_dir: Path) -> Path | None:
+    """The SD1 VAE-approx weights in models/VAE-approx/, if the user put them there."""
+    folder = Path(models_dir) / "VAE-approx"
+    for name in ("model.pt", "vaeapprox-sd15.pt", "vae_approx_sd1.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+class Previewer:
+    """Turns the sampler's current x_0 estimate into a preview image with the chosen method."""
+
+    def __init__(self, method: str = "Approx cheap", vae=None, approx: VAEApprox | None = None):
+        if method not in PREVIEW_METHODS:
+            raise ValueError(f"preview method must be one of {', '.join(PREVIEW_METHODS)}")
+        if method == "Approx NN" and approx is None:
+            method = "Approx cheap"   # no weights in models/VAE-approx: fall back to the free preview
+        self.method, self.vae, self.approx = method, vae, approx
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.method == "Full" and self.vae is not None:
+            images = self.vae.decode((latents / self.vae.scaling_factor).to(self.vae.dtype)).float()
+            return (images * 0.5 + 0.5).clamp(0, 1)
+        if self.method == "Approx NN":
+            return self.approx(latents.float().to(self.approx.conv1.weight.device))
+        return linear_preview(latents)

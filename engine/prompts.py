@@ -1,0 +1,141 @@
+"""A1111's prompt syntax: attention weights, 75-token chunks, BREAK, emphasis, clip skip.
+
+`(word)` x1.1, `((word))` x1.21, `(word:1.3)` x1.3, `[word]` /1.1, `\\(` a literal bracket, `BREAK`
+starts a new chunk. Prompts longer than 75 tokens are split into 77-token chunks (start, 75 tokens,
+end), cut after a comma when one is within 20 tokens of the limit, encoded one by one and concatenated.
+Each token's hidden state is scaled by its weight and the chunk's mean restored ("Original" emphasis).
+"""
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from .tokenizer import BOS_ID, EOS_ID, CLIPTokenizer
+
+CHUNK_LENGTH = 75
+COMMA_ID = 267              # ",</w>"
+COMMA_BACKTRACK = 20        # A1111's default "comma_padding_backtrack"
+
+_ATTENTION = re.compile(r"""
+\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:([+-]?[.\d]+)\)|\)|]|[^\\()\[\]:]+|:
+""", re.X)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+
+def parse_prompt_attention(text: str) -> list[list]:
+    """[[text, weight], ...] with runs of equal weight merged; BREAK appears as ["BREAK", -1]."""
+    res, round_brackets, square_brackets = [], [], []
+
+    def multiply_range(start, multiplier):
+        for p in range(start, len(res)):
+            res[p][1] *= multiplier
+
+    for m in _ATTENTION.finditer(text):
+        piece, weight = m.group(0), m.group(1)
+        if piece.startswith("\\"):
+            res.append([piece[1:], 1.0])
+        elif piece == "(":
+            round_brackets.append(len(res))
+        elif piece == "[":
+            square_brackets.append(len(res))
+        elif weight is not None and round_brackets:
+            multiply_range(round_brackets.pop(), float(weight))
+        elif piece == ")" and round_brackets:
+            multiply_range(round_brackets.pop(), 1.1)
+        elif piece == "]" and square_brackets:
+            multiply_range(square_brackets.pop(), 1 / 1.1)
+        else:
+            for i, part in enumerate(_BREAK.split(piece)):
+                if i > 0:
+                    res.append(["BREAK", -1])
+                res.append([part, 1.0])
+    for pos in round_brackets:
+        multiply_range(pos, 1.1)
+    for pos in square_brackets:
+        multiply_range(pos, 1 / 1.1)
+    if not res:
+        res = [["", 1.0]]
+    i = 0
+    while i + 1 < len(res):
+        if res[i][1] == res[i + 1][1]:
+            res[i][0] += res[i + 1][0]
+            res.pop(i + 1)
+        else:
+            i += 1
+    return res
+
+
+@dataclass
+class PromptChunk:
+    tokens: list[int] = field(default_factory=list)
+    multipliers: list[float] = field(default_factory=list)
+
+
+def tokenize_chunks(tokenizer: CLIPTokenizer, text: str) -> list[PromptChunk]:
+    """The prompt as 77-token chunks with per-token weights, as A1111's tokenize_line builds them."""
+    parsed = parse_prompt_attention(text)
+    chunks, chunk, last_comma = [], PromptChunk(), -1
+
+    def next_chunk():
+        nonlocal chunk, last_comma
+        pad = CHUNK_LENGTH - len(chunk.tokens)
+        tokens = [BOS_ID] + chunk.tokens + [EOS_ID] * (pad + 1)
+        if tokenizer.pad_id != EOS_ID:   # SD2: only the first end token stays, the rest is padding
+            end = tokens.index(EOS_ID)
+            tokens = tokens[: end + 1] + [tokenizer.pad_id] * (len(tokens) - end - 1)
+        chunks.append(PromptChunk(tokens, [1.0] + chunk.multipliers + [1.0] * (pad + 1)))
+        chunk, last_comma = PromptChunk(), -1
+
+    for piece, weight in parsed:
+        if piece == "BREAK" and weight == -1:
+            next_chunk()
+            continue
+        for token in tokenizer.encode(piece):
+            if token == COMMA_ID:
+                last_comma = len(chunk.tokens)
+            elif (len(chunk.tokens) == CHUNK_LENGTH and last_comma != -1
+                  and len(chunk.tokens) - last_comma <= COMMA_BACKTRACK):
+                cut = last_comma + 1
+                moved = PromptChunk(chunk.tokens[cut:], chunk.multipliers[cut:])
+                chunk = PromptChunk(chunk.tokens[:cut], chunk.multipliers[:cut])
+                next_chunk()
+                chunk = moved
+            if len(chunk.tokens) == CHUNK_LENGTH:
+                next_chunk()
+            chunk.tokens.append(token)
+            chunk.multipliers.append(weight)
+    if chunk.tokens or not chunks:
+        next_chunk()
+    return chunks
+
+
+class PromptEncoder:
+    """Text -> (1, 77 * chunks, width) conditioning, with an LRU cache of recent prompts."""
+
+    def __init__(self, text_encoder, tokenizer: CLIPTokenizer, cache_size: int = 32):
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.cache_size = cache_size
+        self._cache: OrderedDict = OrderedDict()
+
+    @torch.no_grad()
+    def encode_chunk(self, chunk: PromptChunk, clip_skip: int) -> torch.Tensor:
+        device = self.text_encoder.final_layer_norm.weight.device
+        ids = torch.tensor([chunk.tokens], device=device)
+        z = self.text_encoder.encode(ids, clip_skip).float()
+        weights = torch.tensor(chunk.multipliers, device=device)[None, :, None]
+        original_mean = z.mean()
+        z = z * weights
+        return z * (original_mean / z.mean())
+
+    def __call__(self, text: str, clip_skip: int = 1) -> torch.Tensor:
+        key = (text, clip_skip)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        z = torch.cat([self.encode_chunk(c, clip_skip) for c in tokenize_chunks(self.tokenizer, text)], dim=1)
+        self._cache[key] = z
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return z

@@ -1,0 +1,81 @@
+"""What a generation asks for, and what it gives back. Plain data; the pipeline does the work."""
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .errors import EngineError
+from .images import MASKED_CONTENT, RESIZE_MODES
+from .sampling import SAMPLERS, SCHEDULES
+
+INPAINT_AREAS = ("Whole picture", "Only masked")
+
+
+class InvalidRequestError(EngineError, ValueError):
+    """A parameter a user chose is out of range; the message says which and what is allowed."""
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str = ""
+    negative_prompt: str = ""
+    sampler: str = "DPM++ 2M"
+    schedule: str = "Automatic"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    seed: int = -1                      # -1: random
+    subseed: int = -1                   # variation seed
+    subseed_strength: float = 0.0
+    batch_size: int = 1
+    batch_count: int = 1
+    clip_skip: int = 1
+    eta: float | None = None            # None: the sampler's default (1 for ancestral/SDE, 0 for DDIM)
+    s_noise: float = 1.0
+    # img2img / inpaint
+    init_image: Image.Image | None = None
+    denoising_strength: float = 0.75
+    resize_mode: str = "Just resize"
+    mask: Image.Image | None = None     # white = repaint
+    mask_blur: int = 4
+    invert_mask: bool = False
+    masked_content: str = "original"    # fill | original | latent noise | latent nothing
+    inpaint_area: str = "Whole picture"
+    masked_padding: int = 32
+    extra_infotext: dict = field(default_factory=dict)
+
+    @property
+    def is_img2img(self) -> bool:
+        return self.init_image is not None
+
+    def validate(self) -> None:
+        def require(ok: bool, message: str):
+            if not ok:
+                raise InvalidRequestError(message)
+
+        require(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        require(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        require(1 <= self.steps <= 150, f"steps must be between 1 and 150, not {self.steps}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            require(64 <= value <= 2048 and value % 8 == 0, f"{name} must be a multiple of 8 from 64 to 2048, not {value}")
+        require(0 <= self.cfg_scale <= 30, f"CFG scale must be between 0 and 30, not {self.cfg_scale}")
+        require(1 <= self.batch_size <= 8, f"batch size must be between 1 and 8, not {self.batch_size}")
+        require(1 <= self.batch_count <= 100, f"batch count must be between 1 and 100, not {self.batch_count}")
+        require(1 <= self.clip_skip <= 12, f"clip skip must be between 1 and 12, not {self.clip_skip}")
+        require(0 <= self.subseed_strength <= 1, "variation strength must be between 0 and 1")
+        require(0 <= self.denoising_strength <= 1, "denoising strength must be between 0 and 1")
+        require(self.resize_mode in RESIZE_MODES, f"resize mode must be one of: {', '.join(RESIZE_MODES)}")
+        require(self.masked_content in MASKED_CONTENT, f"masked content must be one of: {', '.join(MASKED_CONTENT)}")
+        require(self.inpaint_area in INPAINT_AREAS, f"inpaint area must be one of: {', '.join(INPAINT_AREAS)}")
+        require(0 <= self.mask_blur <= 64, "mask blur must be between 0 and 64")
+        require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    seeds: list[int]
+    subseeds: list[int]
+    infotexts: list[str]
+    interrupted: bool = False

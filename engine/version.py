@@ -1,0 +1,2 @@
+"""The project's version, written into every infotext."""
+__version__ = "0.1.0"
