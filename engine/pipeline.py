@@ -18,6 +18,7 @@ from .devices import Device
 from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
 from .loading import load_components, load_vae
+from .loading.catalog import CHECKPOINT_SUFFIXES
 from .prompts import PromptEncoder
 from .request import GenerationRequest, GenerationResult
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
@@ -44,7 +45,7 @@ class Pipeline:
     # ------------------------------------------------------------------ the model
     @property
     def name(self) -> str:
-        return self.source.stem if self.source.is_file() else self.source.name
+        return self.source.stem if self.source.suffix.lower() in CHECKPOINT_SUFFIXES else self.source.name
 
     @property
     def family(self) -> str:

@@ -43,14 +43,20 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _backend() -> Tokenizer:
+def vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(token -> id, BPE merges in priority order), exactly as OpenAI's CLIP builds them."""
     lines = gzip.open(vocabulary_file()).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1:_MERGE_COUNT + 1]]
     symbols = list(bytes_to_unicode().values())
     symbols += [s + "</w>" for s in symbols]
     symbols += ["".join(m) for m in merges]
     symbols += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {s: i for i, s in enumerate(symbols)}
+    return {s: i for i, s in enumerate(symbols)}, merges
+
+
+@functools.lru_cache(maxsize=1)
+def _backend() -> Tokenizer:
+    vocab, merges = vocabulary()
     tokenizer = Tokenizer(BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
                               unk_token="<|endoftext|>"))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])

@@ -211,3 +211,24 @@ def test_unipc_orders_and_variants_match_diffusers(setup, order, variant):
         penultimate = seen[n - 1] / (1 + sigmas[n - 1] ** 2) ** 0.5
         assert close(penultimate, ref) <= 1e-4
         assert not ours.isnan().any()
+
+
+def test_v_prediction_matches_diffusers(setup):
+    """SD2-768-v style: the UNet predicts v; only the denoiser's scalings change."""
+    n = 8
+    schedule = setup["schedule"]
+    sigmas = make_sigmas("Euler", "Karras", n, schedule)
+    x = start_latent(sigmas)
+    v_denoiser = Denoiser(setup["denoiser"].unet, schedule, "v_prediction")
+    ours = SAMPLERS["Euler"].function(lambda x, s: v_denoiser(x, s, setup["cond"]), x.clone(), sigmas)
+    scheduler = diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, use_karras_sigmas=True,
+                                                 prediction_type="v_prediction")
+    scheduler.set_timesteps(n)
+    latents = x.clone()
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            out = setup["ref_unet"](scheduler.scale_model_input(latents, t), t, setup["context"]).sample
+            latents = scheduler.step(out, t, latents).prev_sample
+    assert close(ours, latents) <= 1e-4
+    eps_result = SAMPLERS["Euler"].function(lambda x, s: setup["denoiser"](x, s, setup["cond"]), x.clone(), sigmas)
+    assert close(ours, eps_result) > 1e-2
