@@ -1,15 +1,15 @@
 """Reference models (diffusers / transformers) with random weights, and writers for the file formats users have.
 
-The LDM writer turns a diffusers state dict into an original-layout single-file checkpoint; tests check
-it against diffusers' own LDM->diffusers converter, so the engine's key table is never its own judge.
+The engine's LDM writer turns a model into an original-layout single-file checkpoint; tests check it
+against diffusers' own LDM->diffusers converter, so the engine's key table is never its own judge.
 """
 import json
 from pathlib import Path
 
 import torch
 
-from engine.loading.ldm_names import (CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key, unet_key,
-                                      vae_key)
+from engine.loading import ldm_export
+from engine.loading.ldm_names import CLIP_PREFIX, OPEN_CLIP_PREFIX, open_clip_key
 
 SD15_UNET = dict(sample_size=64, cross_attention_dim=768)   # diffusers' defaults are SD1.5's UNet
 SD15_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
@@ -54,25 +54,14 @@ def save_diffusers_folder(folder: Path, unet, vae, clip, prediction_type="epsilo
 
 
 def ldm_state_dict(unet, vae, clip, open_clip: bool = False, extra_clip_layer=None) -> dict:
-    """An original-layout (CompVis) checkpoint dict: model.diffusion_model.*, first_stage_model.*,
-    cond_stage_model.* (OpenAI CLIP names for SD1, fused OpenCLIP names for SD2)."""
-    cfg = unet.config
-    up_attention = {i for i, kind in enumerate(cfg.up_block_types) if kind.startswith("CrossAttn")}
-    out = {}
-    for name, t in unet.state_dict().items():
-        out[UNET_PREFIX + unet_key(name, cfg.layers_per_block, up_attention)] = t.clone()
-    levels = len(vae.config.block_out_channels)
-    for name, t in vae.state_dict().items():
-        key = VAE_PREFIX + vae_key(name, levels)
-        if ".mid.attn_1." in key and t.ndim == 2:
-            t = t[:, :, None, None]   # LDM stores the VAE attention projections as 1x1 convs
-        out[key] = t.clone()
-    clip_sd = {k.removeprefix("text_model."): v for k, v in clip.state_dict().items()}
+    """An original-layout (CompVis) checkpoint dict: the engine's exporter for SD1 names; for SD2, the text
+    encoder in fused OpenCLIP names (with the extra last layer OpenCLIP keeps)."""
+    out = ldm_export.ldm_state_dict(unet, vae, clip)
     if not open_clip:
-        for name, t in clip_sd.items():
-            out[CLIP_PREFIX + "text_model." + name] = t.clone()
         return out
-    if extra_clip_layer is not None:   # OpenCLIP keeps the last layer that SD2 does not use
+    out = {k: v for k, v in out.items() if not k.startswith(CLIP_PREFIX)}
+    clip_sd = {k.removeprefix("text_model."): v for k, v in clip.state_dict().items()}
+    if extra_clip_layer is not None:
         n = clip.config.num_hidden_layers
         clip_sd.update({k.replace("encoder.layers.0.", f"encoder.layers.{n}."): v.clone()
                         for k, v in extra_clip_layer.items()})

@@ -1,0 +1,46 @@
+"""A few steps of each starter training stage, then export: the result loads and generates like any model.
+(The full training runs by hand; see README "Starter model".)"""
+import numpy as np
+import torch
+
+from engine import Device, GenerationRequest, load_pipeline
+from training import evaluate, export, train_unet, train_vae
+from training.scenes import SIZE, render, render_depth, render_edges, render_segmentation, scene_for
+
+
+def test_scenes_are_deterministic_and_maps_align():
+    scene, text = scene_for(42)
+    assert scene_for(42) == (scene, text) and scene_for(43)[1] != text
+    image, seg, depth, edges = (np.asarray(f(scene)) for f in (render, render_segmentation, render_depth, render_edges))
+    assert image.shape == seg.shape == depth.shape == edges.shape == (SIZE, SIZE, 3)
+    background = seg[0, 0]
+    inside = (seg != background).any(axis=2)
+    assert inside.any() and (depth[inside] > 0).all() and (depth[~inside] == 0).all()
+    assert set(np.unique(edges)) <= {0, 255} and edges.any()
+
+
+def test_analyser_reads_ground_truth_renders():
+    for seed, scene, _ in evaluate.held_out_cases(40):
+        assert all(evaluate.score(scene, render(scene)).values()), scene
+
+
+def test_training_stages_resume_and_export(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    train_vae.main(["--steps", "2", "--batch", "4", "--runs", str(runs)])
+    train_vae.main(["--steps", "3", "--batch", "4", "--runs", str(runs)])          # resumes at step 2
+    assert torch.load(runs / "vae.pt", weights_only=False)["step"] == 3
+    train_unet.main(["--steps", "2", "--batch", "4", "--scenes", "32", "--eval-every", "0", "--runs", str(runs)])
+    state = torch.load(runs / "unet.pt", weights_only=False)
+    assert state["step"] == 2 and state["scaling_factor"] > 0
+    out = tmp_path / "starter"
+    export.main(["--runs", str(runs), "--out", str(out), "--single-file", str(tmp_path / "starter.safetensors")])
+    size_mb = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2 ** 20
+    assert size_mb <= 40
+    folder = load_pipeline(out, Device.cpu_fp32())
+    single = load_pipeline(tmp_path / "starter.safetensors", Device.cpu_fp32())
+    assert folder.native_size == 64 and folder.vae.scaling_factor == single.vae.scaling_factor
+    request = GenerationRequest(prompt="a red circle on the left on a blue background", steps=3, width=64, height=64,
+                                seed=5)
+    a, b = folder.generate(request).images[0], single.generate(request).images[0]
+    assert a.size == (64, 64)
+    assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 2   # same fp16 weights either way

@@ -1,0 +1,57 @@
+"""What the starter model's training scripts share: architectures, data batches, resumable checkpoints."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.tokenizer import CLIPTokenizer
+from training.scenes import render, scene_for
+
+RUNS = Path(__file__).parent / "runs"            # checkpoints and caches (not committed)
+STARTER_DIR = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "starter"
+
+VAE_CONFIG = dict(block_out_channels=[32, 64, 64], layers_per_block=1, latent_channels=4, norm_num_groups=32,
+                  in_channels=3, out_channels=3, sample_size=64, scaling_factor=1.0,
+                  down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3)
+UNET_CONFIG = dict(block_out_channels=[64, 128, 128], layers_per_block=1, attention_head_dim=[1, 2, 2],
+                   cross_attention_dim=128, in_channels=4, out_channels=4, sample_size=16,
+                   down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                   up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"])
+TEXT_CONFIG = dict(vocab_size=49408, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                   num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu")
+
+# seeds: training scenes come from [0, TRAIN_SEEDS); evaluation uses seeds from EVAL_SEED_START on
+TRAIN_SEEDS = 2_000_000_000
+EVAL_SEED_START = 3_000_000_000
+
+
+def setup_threads():
+    torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
+
+
+def image_batch(seeds) -> torch.Tensor:
+    """Rendered scenes as (B, 3, 64, 64) in [-1, 1]."""
+    arrays = [np.asarray(render(scene_for(int(s))[0]), dtype=np.float32) for s in seeds]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def caption_ids(seeds, tokenizer: CLIPTokenizer) -> torch.Tensor:
+    return tokenizer([scene_for(int(s))[1] for s in seeds])
+
+
+def save_checkpoint(path: Path, **state):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)   # never a half-written checkpoint
+
+
+def load_checkpoint(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+
+def write_json(path: Path, data: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

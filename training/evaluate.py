@@ -1,0 +1,183 @@
+"""Measure how well a starter model follows its prompts, on held-out captions with fixed seeds.
+
+    python -m training.evaluate --images 240
+
+For each image: background colour (median of the border), the largest foreground object's colour,
+position (its centroid's nearest grid point) and shape (a k-nearest-neighbour classifier on mask features,
+fitted on the generator's own ground-truth renders). Writes a markdown table to training/runs/eval.md.
+"""
+import argparse
+import random
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from training.common import EVAL_SEED_START, RUNS
+from training.scenes import COLORS, POSITIONS, SHAPES, caption, random_scene, render, scene_for
+
+COLOR_NAMES = list(COLORS)
+COLOR_TABLE = np.array([COLORS[c] for c in COLOR_NAMES], dtype=np.float32)
+GRID = (0.25, 0.5, 0.75)
+
+
+def nearest_color(rgb) -> str:
+    return COLOR_NAMES[int(np.argmin(np.linalg.norm(COLOR_TABLE - np.asarray(rgb, np.float32), axis=1)))]
+
+
+def _mask_features(filled: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(filled)
+    h, w = np.ptp(ys) + 1, np.ptp(xs) + 1
+    area = filled.sum()
+    hu = cv2.HuMoments(cv2.moments(filled.astype(np.uint8))).ravel()[:4]
+    hu = -np.sign(hu) * np.log10(np.abs(hu) + 1e-12)
+    return np.array([area / (h * w), (filled.sum() - obj.sum()) / area, w / h, *hu], dtype=np.float32)
+
+
+def analyse(image) -> dict | None:
+    """{"background", "color", "position", "features"} of a picture, or None if no object stands out."""
+    a = np.asarray(image.convert("RGB"), dtype=np.float32)
+    border = np.concatenate([a[:2].reshape(-1, 3), a[-2:].reshape(-1, 3), a[:, :2].reshape(-1, 3),
+                             a[:, -2:].reshape(-1, 3)])
+    background_rgb = np.median(border, axis=0)
+    foreground = np.linalg.norm(a - background_rgb, axis=2) > 60
+    labels, count = ndimage.label(foreground)
+    result = {"background": nearest_color(background_rgb)}
+    if count == 0:
+        return result
+    sizes = ndimage.sum(foreground, labels, range(1, count + 1))
+    obj = labels == (int(np.argmax(sizes)) + 1)
+    if obj.sum() < 12:
+        return result
+    filled = ndimage.binary_fill_holes(obj)
+    core = ndimage.binary_erosion(obj)
+    pixels = a[core] if core.sum() >= 4 else a[obj]
+    cy, cx = ndimage.center_of_mass(filled)
+    size = a.shape[0]
+    nearest = lambda v: min(GRID, key=lambda g: abs(g - v / size))  # noqa: E731
+    result["color"] = nearest_color(np.median(pixels, axis=0))
+    result["position"] = next(name for name, (x, y) in POSITIONS.items() if (x, y) == (nearest(cx), nearest(cy)))
+    result["features"] = _mask_features(filled, obj)
+    return result
+
+
+@lru_cache(maxsize=1)
+def shape_classifier(samples: int = 1800):
+    """Standardised features of ground-truth single-shape renders, and their labels."""
+    rng = random.Random(12345)
+    features, labels = [], []
+    while len(labels) < samples:
+        scene = random_scene(rng, max_shapes=1)
+        found = analyse(render(scene))
+        if found and "features" in found:
+            features.append(found["features"])
+            labels.append(scene.shapes[0].kind)
+    features = np.stack(features)
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    return (features - mean) / std, np.array(labels), mean, std
+
+
+def classify_shape(features: np.ndarray, k: int = 5) -> str:
+    table, labels, mean, std = shape_classifier()
+    distances = np.linalg.norm(table - (features - mean) / std, axis=1)
+    votes = labels[np.argsort(distances)[:k]]
+    names, counts = np.unique(votes, return_counts=True)
+    return str(names[np.argmax(counts)])
+
+
+def score(scene, image) -> dict:
+    """1/0 per criterion for a single-shape scene and the picture made from its caption."""
+    target, found = scene.shapes[0], analyse(image) or {}
+    shape = classify_shape(found["features"]) if "features" in found else None
+    return {"color": found.get("color") == target.color, "shape": shape == target.kind,
+            "position": found.get("position") == target.position, "background": found.get("background") == scene.background}
+
+
+def held_out_cases(count: int, exclude: set[str] | None = None):
+    """Single-shape scenes with seeds never used in training, and one caption each."""
+    cases, seed = [], EVAL_SEED_START
+    while len(cases) < count:
+        scene, text = scene_for(seed, max_shapes=1)
+        if exclude is None or text not in exclude:
+            cases.append((seed, scene, text))
+        seed += 1
+    return cases
+
+
+def evaluate(pipe, count: int, sampler: str = "DPM++ 2M", steps: int = 20, cfg: float = 7.0, batch: int = 16,
+             exclude: set[str] | None = None) -> dict:
+    from engine import GenerationRequest
+    size = pipe.native_size
+    totals = {"color": 0, "shape": 0, "position": 0, "background": 0}
+    cases = held_out_cases(count, exclude)
+    for i in range(0, len(cases), batch):
+        for seed, scene, text in cases[i:i + batch]:
+            image = pipe.generate(GenerationRequest(prompt=text, sampler=sampler, steps=steps, cfg_scale=cfg,
+                                                    width=size, height=size, seed=seed)).images[0]
+            for key, ok in score(scene, image).items():
+                totals[key] += ok
+    return {key: value / len(cases) for key, value in totals.items()}
+
+
+def quick_evaluation(unet, text_encoder, scaling_factor: float, runs, count: int = 48) -> dict:
+    """During training: the EMA weights on a few held-out captions (10 steps, to stay cheap)."""
+    pipe = training_pipeline(unet, text_encoder, scaling_factor, runs)
+    results = evaluate(pipe, count, steps=10)
+    unet.train(False)
+    return {k: round(v, 3) for k, v in results.items()}
+
+
+def training_pipeline(unet, text_encoder, scaling_factor: float, runs):
+    from engine import Device
+    from engine.models import AutoencoderKL, VAEConfig
+    from engine.pipeline import Pipeline
+    from engine.tokenizer import CLIPTokenizer
+    from training.common import VAE_CONFIG, load_checkpoint
+    vae = AutoencoderKL(VAEConfig.from_dict({**VAE_CONFIG, "scaling_factor": scaling_factor}))
+    vae.load_state_dict(load_checkpoint(runs / "vae.pt")["model"])
+    pipe = Pipeline(unet.eval(), vae.eval(), text_encoder.eval(), CLIPTokenizer(), "epsilon", Device.cpu_fp32(),
+                    runs / "starter-in-training")
+    pipe.model_hash = ""
+    return pipe
+
+
+def training_captions(scenes: int, per_scene: int = 3) -> set[str]:
+    texts = set()
+    for s in range(scenes):
+        scene, first = scene_for(s)
+        rng = random.Random(s * 7919 + 1)
+        texts.add(first)
+        texts.update(caption(scene, rng) for _ in range(per_scene - 1))
+    return texts
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/Stable-diffusion/starter")
+    parser.add_argument("--images", type=int, default=240)
+    parser.add_argument("--sampler", default="DPM++ 2M")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--training-scenes", type=int, default=60000)
+    args = parser.parse_args(argv)
+    from engine import Device, load_pipeline
+    pipe = load_pipeline(args.model, Device.cpu_fp32())
+    table, labels, _, _ = shape_classifier()
+    checks = held_out_cases(200)
+    classifier_accuracy = np.mean([classify_shape(analyse(render(sc))["features"]) == sc.shapes[0].kind
+                                   for _, sc, _ in checks])
+    results = evaluate(pipe, args.images, args.sampler, args.steps, exclude=training_captions(args.training_scenes))
+    lines = ["| measure | result | target |", "| --- | --- | --- |"]
+    targets = {"color": 0.9, "shape": 0.8, "position": 0.8, "background": 0.9}
+    for key, value in results.items():
+        lines.append(f"| {key} accuracy | {value:.1%} | >= {targets[key]:.0%} |")
+    lines.append(f"| shape classifier on ground-truth renders | {classifier_accuracy:.1%} | - |")
+    text = (f"{args.images} held-out captions (none seen in training), {args.sampler}, {args.steps} steps, CFG 7, "
+            f"{pipe.native_size}x{pipe.native_size}\n\n" + "\n".join(lines) + "\n")
+    (RUNS / "eval.md").parent.mkdir(parents=True, exist_ok=True)
+    (RUNS / "eval.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

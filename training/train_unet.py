@@ -1,0 +1,134 @@
+"""Stage 2: the starter UNet and CLIP-architecture text encoder, trained jointly on cached latents.
+
+    python -m training.train_unet --steps 6000
+
+Latents of the scene set are encoded once with the stage-1 VAE (<runs>/latents.pt). The UNet
+learns eps-prediction on SD's own noise schedule (1000 "scaled linear" betas), so the engine samples it
+like any SD1.x model. Min-SNR-5 loss weighting (Hang et al. 2023), 10 % empty captions for classifier-free
+guidance, an EMA of the weights for export. Deterministic and resumable from <runs>/unet.pt.
+"""
+import argparse
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from engine.models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
+from engine.sampling import DiscreteSchedule
+from engine.tokenizer import CLIPTokenizer
+from training.common import (RUNS, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG, image_batch, load_checkpoint,
+                             save_checkpoint, setup_threads)
+from training.scenes import caption, scene_for
+
+
+
+@torch.no_grad()
+def build_latent_cache(runs: Path, count: int, captions_per_scene: int = 3) -> dict:
+    """Encode `count` training scenes once; keep several captions of each (varied wording)."""
+    state = load_checkpoint(runs / "vae.pt")
+    if state is None:
+        raise SystemExit("train the VAE first: python -m training.train_vae")
+    vae = AutoencoderKL(VAEConfig.from_dict(VAE_CONFIG))
+    vae.load_state_dict(state["model"])
+    vae.eval()
+    tokenizer = CLIPTokenizer()
+    latents, ids = [], []
+    for start in range(0, count, 256):
+        seeds = range(start, min(start + 256, count))
+        latents.append(vae.encode(image_batch(seeds)).mean.half())
+        texts = []
+        for s in seeds:
+            scene, first = scene_for(s)
+            rng = random.Random(s * 7919 + 1)
+            texts += [first] + [caption(scene, rng) for _ in range(captions_per_scene - 1)]
+        ids.append(tokenizer(texts).view(len(seeds), captions_per_scene, -1).int())
+        print(f"encoded {start + len(seeds)} / {count}", flush=True)
+    latents = torch.cat(latents)
+    cache = {"latents": latents, "ids": torch.cat(ids), "scaling_factor": 1.0 / latents.float().std().item()}
+    save_checkpoint(runs / "latents.pt", **cache)
+    return cache
+
+
+def make_models():
+    torch.manual_seed(1)
+    return (UNet2DConditionModel(UNetConfig.from_dict(UNET_CONFIG)),
+            CLIPTextModel(CLIPTextConfig.from_dict(TEXT_CONFIG)))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--scenes", type=int, default=60000)
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--runs", type=Path, default=RUNS, help="folder for checkpoints and caches (not committed)")
+    args = parser.parse_args(argv)
+    setup_threads()
+    checkpoint = args.runs / "unet.pt"
+    cache = load_checkpoint(args.runs / "latents.pt") or build_latent_cache(args.runs, args.scenes)
+    latents, ids, scale = cache["latents"], cache["ids"], cache["scaling_factor"]
+    unet, text_encoder = make_models()
+    ema_unet, ema_text = make_models()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    step = 0
+    state = load_checkpoint(checkpoint)
+    if state:
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        ema_unet.load_state_dict(state["ema_unet"])
+        ema_text.load_state_dict(state["ema_text"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        print(f"resuming at step {step}")
+    else:
+        ema_unet.load_state_dict(unet.state_dict())
+        ema_text.load_state_dict(text_encoder.state_dict())
+    schedule = DiscreteSchedule()
+    alphas_cumprod = schedule.alphas_cumprod.float()
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    empty = CLIPTokenizer()("")[0].int()
+    unet.train()
+    text_encoder.train()
+    start = time.time()
+    while step < args.steps:
+        g = torch.Generator().manual_seed(step)
+        index = torch.randint(0, len(latents), (args.batch,), generator=g)
+        which = torch.randint(0, ids.shape[1], (args.batch,), generator=g)
+        tokens = ids[index, which].clone()
+        tokens[torch.rand(args.batch, generator=g) < 0.1] = empty        # unconditional 10 % of the time
+        x0 = latents[index].float() * scale
+        t = torch.randint(0, 1000, (args.batch,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        a = alphas_cumprod[t][:, None, None, None]
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                     # q(x_t | x_0), DDPM Eq. 4
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / 200)
+        eps = unet(x_t, t, text_encoder(tokens.long()).last_hidden_state)
+        weight = snr[t].clamp(max=5.0) / snr[t]                          # min-SNR-5 for eps prediction
+        loss = (weight * (eps - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        with torch.no_grad():
+            decay = min(0.999, (1 + step) / (10 + step))
+            for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
+                for e, p in zip(ema.parameters(), live.parameters()):
+                    e.lerp_(p, 1 - decay)
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.4f} {(time.time() - start) / 60:.1f} min", flush=True)
+        if step % 250 == 0 or step == args.steps:
+            save_checkpoint(checkpoint, unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
+                            ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
+                            optimizer=optimizer.state_dict(), step=step, scaling_factor=scale)
+        if args.eval_every and step % args.eval_every == 0:
+            from training.evaluate import quick_evaluation
+            print(f"step {step} held-out: {quick_evaluation(ema_unet, ema_text, scale, args.runs)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
