@@ -44,3 +44,15 @@ def test_training_stages_resume_and_export(tmp_path, monkeypatch):
     a, b = folder.generate(request).images[0], single.generate(request).images[0]
     assert a.size == (64, 64)
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 2   # same fp16 weights either way
+
+
+def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path):
+    """A later session has only the committed export: VAE and EMA weights come from it."""
+    first = tmp_path / "first"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(first)])
+    train_unet.main(["--steps", "2", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(first)])
+    export.main(["--runs", str(first), "--out", str(tmp_path / "starter")])
+    fresh = tmp_path / "fresh"
+    train_unet.main(["--steps", "3", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(fresh),
+                     "--init-from", str(tmp_path / "starter")])
+    assert torch.load(fresh / "unet.pt", weights_only=False)["step"] == 3   # continued from step 2

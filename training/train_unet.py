@@ -8,11 +8,13 @@ like any SD1.x model. Min-SNR-5 loss weighting (Hang et al. 2023), 10 % empty ca
 guidance, an EMA of the weights for export. Deterministic and resumable from <runs>/unet.pt.
 """
 import argparse
+import json
 import random
 import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from engine.models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
 from engine.sampling import DiscreteSchedule
@@ -23,15 +25,23 @@ from training.scenes import caption, scene_for
 
 
 
-@torch.no_grad()
-def build_latent_cache(runs: Path, count: int, captions_per_scene: int = 3) -> dict:
-    """Encode `count` training scenes once; keep several captions of each (varied wording)."""
+def stage_one_vae(runs: Path, init_from: Path | None) -> AutoencoderKL:
+    """The VAE of <runs>/vae.pt, or of an exported starter folder when continuing in a fresh checkout."""
     state = load_checkpoint(runs / "vae.pt")
-    if state is None:
-        raise SystemExit("train the VAE first: python -m training.train_vae")
     vae = AutoencoderKL(VAEConfig.from_dict(VAE_CONFIG))
-    vae.load_state_dict(state["model"])
-    vae.eval()
+    if state is not None:
+        vae.load_state_dict(state["model"])
+    elif init_from is not None:
+        vae.load_state_dict({k: v.float() for k, v in load_file(init_from / "vae" / "diffusion_pytorch_model.safetensors").items()})
+        save_checkpoint(runs / "vae.pt", model=vae.state_dict(), step=0)
+    else:
+        raise SystemExit("train the VAE first: python -m training.train_vae")
+    return vae.eval()
+
+
+@torch.no_grad()
+def build_latent_cache(vae: AutoencoderKL, runs: Path, count: int, captions_per_scene: int = 3) -> dict:
+    """Encode `count` training scenes once; keep several captions of each (varied wording)."""
     tokenizer = CLIPTokenizer()
     latents, ids = [], []
     for start in range(0, count, 256):
@@ -50,6 +60,10 @@ def build_latent_cache(runs: Path, count: int, captions_per_scene: int = 3) -> d
     return cache
 
 
+def _fp32(path: Path) -> dict:
+    return {k: v.float() for k, v in load_file(path).items()}
+
+
 def make_models():
     torch.manual_seed(1)
     return (UNet2DConditionModel(UNetConfig.from_dict(UNET_CONFIG)),
@@ -64,10 +78,12 @@ def main(argv=None):
     parser.add_argument("--scenes", type=int, default=60000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder for checkpoints and caches (not committed)")
+    parser.add_argument("--init-from", type=Path, help="continue from an exported starter folder (fresh optimizer)")
     args = parser.parse_args(argv)
     setup_threads()
     checkpoint = args.runs / "unet.pt"
-    cache = load_checkpoint(args.runs / "latents.pt") or build_latent_cache(args.runs, args.scenes)
+    cache = load_checkpoint(args.runs / "latents.pt") or build_latent_cache(stage_one_vae(args.runs, args.init_from),
+                                                                          args.runs, args.scenes)
     latents, ids, scale = cache["latents"], cache["ids"], cache["scaling_factor"]
     unet, text_encoder = make_models()
     ema_unet, ema_text = make_models()
@@ -84,6 +100,11 @@ def main(argv=None):
         step = state["step"]
         print(f"resuming at step {step}")
     else:
+        if args.init_from is not None:   # an earlier session's export: its EMA weights seed both copies
+            unet.load_state_dict(_fp32(args.init_from / "unet" / "diffusion_pytorch_model.safetensors"))
+            text_encoder.load_state_dict(_fp32(args.init_from / "text_encoder" / "model.safetensors"))
+            step = json.loads((args.init_from / "model_index.json").read_text()).get("training_steps", 0)
+            print(f"continuing from {args.init_from} at step {step}")
         ema_unet.load_state_dict(unet.state_dict())
         ema_text.load_state_dict(text_encoder.state_dict())
     schedule = DiscreteSchedule()
