@@ -21,8 +21,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     state = ModelState(args.models_dir, Device.choose(args.device, args.precision))
-    if args.ckpt:
-        print(state.load_path(Path(args.ckpt)) if Path(args.ckpt).exists() else state.load(args.ckpt))
+    checkpoint = args.ckpt or state.default_checkpoint()
+    if checkpoint:   # the page comes up at once; the model loads beside it
+        state.load_in_background(Path(checkpoint) if Path(checkpoint).exists() else state.resolve(checkpoint))
     print(f"Device: {state.device}")
     build_app(state).launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port)
 

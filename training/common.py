@@ -12,11 +12,13 @@ from training.scenes import render, scene_for
 RUNS = Path(__file__).parent / "runs"            # checkpoints and caches (not committed)
 STARTER_DIR = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "starter"
 
-VAE_CONFIG = dict(block_out_channels=[32, 64, 64], layers_per_block=1, latent_channels=4, norm_num_groups=32,
+# GroupNorm with 4+ channels a group, as SD's VAE: with one channel a group a flat colour normalises to zero,
+# and flat colour is what these scenes are made of
+VAE_CONFIG = dict(block_out_channels=[32, 64, 64], layers_per_block=1, latent_channels=4, norm_num_groups=8,
                   in_channels=3, out_channels=3, sample_size=64, scaling_factor=1.0,
                   down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3)
 UNET_CONFIG = dict(block_out_channels=[64, 128, 128], layers_per_block=1, attention_head_dim=[1, 2, 2],
-                   cross_attention_dim=128, in_channels=4, out_channels=4, sample_size=16,
+                   cross_attention_dim=128, in_channels=4, out_channels=4, sample_size=16, norm_num_groups=16,
                    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"])
 TEXT_CONFIG = dict(vocab_size=49408, hidden_size=128, intermediate_size=512, num_hidden_layers=4,

@@ -67,7 +67,10 @@ def export_single_file(runs: Path, path: Path):
     path.with_suffix(".yaml").write_text(
         "model:\n  params:\n"
         f"    scale_factor: {vae_config['scaling_factor']}\n"
-        f"    unet_config:\n      params:\n        num_head_channels: {heads}\n")
+        f"    unet_config:\n      params:\n        num_head_channels: {heads}\n"
+        f"        norm_num_groups: {UNET_CONFIG['norm_num_groups']}\n"
+        f"    first_stage_config:\n      params:\n        ddconfig:\n"
+        f"          norm_num_groups: {vae_config['norm_num_groups']}\n")
     print(f"wrote {path} and {path.with_suffix('.yaml').name}")
 
 

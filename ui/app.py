@@ -2,6 +2,7 @@
 import gradio as gr
 
 from .model_state import ModelState
+from .txt2img import txt2img_tab
 
 NO_MODELS = ("No checkpoints found in `{folder}`. Put a `.safetensors` / `.ckpt` file or a diffusers folder there "
              "(A1111 layout), then press Refresh.")
@@ -11,10 +12,12 @@ def models_tab(state: ModelState) -> None:
     with gr.Tab("Models & Settings"):
         names = state.checkpoint_names()
         with gr.Row():
-            checkpoint = gr.Dropdown(names, value=names[0] if names else None, label="Checkpoint", scale=4)
+            checkpoint = gr.Dropdown(names, value=state.default_checkpoint(), label="Checkpoint", scale=4)
             refresh = gr.Button("Refresh", scale=1)
             load = gr.Button("Load", variant="primary", scale=1)
         status = gr.Markdown(state.status if names else NO_MODELS.format(folder=state.checkpoint_dir))
+        gr.Timer(2.0).tick(lambda: state.status if state.checkpoint_names() else NO_MODELS.format(
+            folder=state.checkpoint_dir), outputs=status)
 
         def on_refresh():
             found = state.checkpoint_names()
@@ -29,5 +32,6 @@ def models_tab(state: ModelState) -> None:
 def build_app(state: ModelState) -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion studio") as app:
         gr.Markdown("## Stable Diffusion studio")
+        txt2img_tab(state)
         models_tab(state)
     return app

@@ -98,11 +98,13 @@ def unet_config(source: TensorSource, yaml_params: dict) -> dict:
         "use_linear_projection": linear,
         "transformer_layers_per_block": depth,
         "upcast_attention": bool(yaml_params.get("upcast_attention", False)),
+        "norm_num_groups": int(yaml_params.get("norm_num_groups", 32)),   # LDM's is fixed at 32
         "time_cond_proj_dim": source.shape(cond_key)[1] if cond_key in source else None,
     }
 
 
-def vae_config(source: TensorSource, prefix: str = VAE_PREFIX, scaling_factor: float = 0.18215) -> dict:
+def vae_config(source: TensorSource, prefix: str = VAE_PREFIX, scaling_factor: float = 0.18215,
+               norm_num_groups: int = 32) -> dict:
     """diffusers AutoencoderKL config from an LDM VAE's shapes."""
     levels = _indices(source, re.escape(prefix) + r"encoder\.down\.(\d+)\.")
     layers = len(_indices(source, re.escape(prefix) + r"encoder\.down\.0\.block\.(\d+)\."))
@@ -115,6 +117,7 @@ def vae_config(source: TensorSource, prefix: str = VAE_PREFIX, scaling_factor: f
         "use_quant_conv": prefix + "quant_conv.weight" in source,
         "use_post_quant_conv": prefix + "post_quant_conv.weight" in source,
         "scaling_factor": scaling_factor,
+        "norm_num_groups": norm_num_groups,
     }
 
 

@@ -12,7 +12,9 @@ from .tensor_files import TensorSource, open_tensors
 
 
 def sidecar_yaml(path: Path) -> dict:
-    """The LDM config beside a checkpoint (`model.yaml` for `model.safetensors`), as A1111 reads it."""
+    """The LDM config beside a checkpoint (`model.yaml` for `model.safetensors`), as A1111 reads it.
+    Besides LDM's keys the engine reads `norm_num_groups` in unet_config.params and in
+    first_stage_config.params.ddconfig, for slim models whose GroupNorm is not LDM's 32 groups."""
     yaml_path = path.with_suffix(".yaml")
     if not yaml_path.is_file():
         return {}
@@ -62,7 +64,9 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
     unet_cfg = UNetConfig.from_dict(detect.unet_config(source, unet_params))
     unet = assemble(UNet2DConditionModel, unet_cfg, _unet_fetch(source, unet_cfg), f"{path.name} UNet", dtype, device)
 
-    vae_cfg = VAEConfig.from_dict(detect.vae_config(source, VAE_PREFIX, params.get("scale_factor", 0.18215)))
+    ddconfig = params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {})
+    vae_cfg = VAEConfig.from_dict(detect.vae_config(source, VAE_PREFIX, params.get("scale_factor", 0.18215),
+                                                    ddconfig.get("norm_num_groups", 32)))
     vae = assemble(AutoencoderKL, vae_cfg, vae_fetch(source, vae_cfg, VAE_PREFIX), f"{path.name} VAE", dtype, device)
 
     clip_dict, clip_prefix = detect.clip_config(source)
