@@ -12,6 +12,8 @@ DEFAULT_PROMPT = "a red circle in the center on a blue background"
 def txt2img_tab(state: ModelState) -> None:
     with gr.Tab("txt2img"):
         demo_note = gr.Markdown(DEMO_NOTE, visible=state.default_checkpoint() == "starter")
+        status = gr.Markdown(state.status)
+        gr.Timer(2.0).tick(lambda: state.status, outputs=status)
         with gr.Row():
             with gr.Column(scale=3):
                 prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2)
