@@ -13,6 +13,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--listen", action="store_true", help="bind 0.0.0.0 to share on the local network")
     parser.add_argument("--models-dir", type=Path, default=Path(__file__).parent / "models")
     parser.add_argument("--ckpt", help="checkpoint to load at start (a name in models/Stable-diffusion or a path)")
+    parser.add_argument("--outdir", type=Path, default=Path(__file__).parent / "outputs", help="where pictures are saved")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     return parser.parse_args(argv)
@@ -25,7 +26,7 @@ def main(argv=None) -> None:
     if checkpoint:   # the page comes up at once; the model loads beside it
         state.load_in_background(Path(checkpoint) if Path(checkpoint).exists() else state.resolve(checkpoint))
     print(f"Device: {state.device}")
-    build_app(state).launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port)
+    build_app(state, args.outdir).launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port)
 
 
 if __name__ == "__main__":

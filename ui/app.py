@@ -1,4 +1,6 @@
 """The Gradio Blocks app. Tabs are small declarations; later tabs plug in beside these."""
+from pathlib import Path
+
 import gradio as gr
 
 from .model_state import ModelState
@@ -29,9 +31,9 @@ def models_tab(state: ModelState) -> None:
                    inputs=checkpoint, outputs=status)
 
 
-def build_app(state: ModelState) -> gr.Blocks:
+def build_app(state: ModelState, outdir: Path = Path("outputs")) -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion studio") as app:
         gr.Markdown("## Stable Diffusion studio")
-        txt2img_tab(state)
+        txt2img_tab(state, outdir)
         models_tab(state)
     return app

@@ -5,11 +5,12 @@ from engine import EngineError, GenerationRequest
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
 from .model_state import DEMO_NOTE, ModelState
+from .outputs import save_image
 
 DEFAULT_PROMPT = "a red circle in the center on a blue background"
 
 
-def txt2img_tab(state: ModelState) -> None:
+def txt2img_tab(state: ModelState, outdir) -> None:
     with gr.Tab("txt2img"):
         demo_note = gr.Markdown(DEMO_NOTE, visible=state.default_checkpoint() == "starter")
         status = gr.Markdown(state.status)
@@ -45,6 +46,8 @@ def txt2img_tab(state: ModelState) -> None:
                 result = state.generate(request, progress=lambda i, total, _: progress((i, total), unit="steps"))
             except EngineError as e:
                 raise gr.Error(str(e)) from e
+            for image, text, image_seed in zip(result.images, result.infotexts, result.seeds):
+                save_image(image, text, image_seed, outdir, "txt2img")
             return result.images, result.infotexts[0] if result.infotexts else "", gr.update(visible=state.is_demo)
 
         generate.click(run, [prompt, negative, sampler, schedule, steps, width, height, cfg, seed, batch_count,
