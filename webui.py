@@ -2,7 +2,7 @@
 import argparse
 from pathlib import Path
 
-from engine import Device
+from engine import Device, EngineError
 from ui.app import build_app
 from ui.model_state import ModelState
 
@@ -24,7 +24,11 @@ def main(argv=None) -> None:
     state = ModelState(args.models_dir, Device.choose(args.device, args.precision))
     checkpoint = args.ckpt or state.default_checkpoint()
     if checkpoint:   # the page comes up at once; the model loads beside it
-        state.load_in_background(Path(checkpoint) if Path(checkpoint).exists() else state.resolve(checkpoint))
+        try:
+            state.load_in_background(Path(checkpoint) if Path(checkpoint).exists() else state.resolve(checkpoint))
+        except EngineError as e:
+            state.status = f"--ckpt {checkpoint}: {e}"
+            print(state.status)
     print(f"Device: {state.device}")
     build_app(state, args.outdir).launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port)
 
