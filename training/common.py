@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.tokenizer import CLIPTokenizer
 from training.scenes import render, scene_for
 
 RUNS = Path(__file__).parent / "runs"            # checkpoints and caches (not committed)
@@ -37,10 +36,6 @@ def image_batch(seeds) -> torch.Tensor:
     """Rendered scenes as (B, 3, 64, 64) in [-1, 1]."""
     arrays = [np.asarray(render(scene_for(int(s))[0]), dtype=np.float32) for s in seeds]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
-
-
-def caption_ids(seeds, tokenizer: CLIPTokenizer) -> torch.Tensor:
-    return tokenizer([scene_for(int(s))[1] for s in seeds])
 
 
 def save_checkpoint(path: Path, **state):

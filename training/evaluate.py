@@ -124,7 +124,6 @@ def quick_evaluation(unet, text_encoder, scaling_factor: float, runs, count: int
     """During training: the EMA weights on a few held-out captions (10 steps, to stay cheap)."""
     pipe = training_pipeline(unet, text_encoder, scaling_factor, runs)
     results = evaluate(pipe, count, steps=10)
-    unet.train(False)
     return {k: round(v, 3) for k, v in results.items()}
 
 
