@@ -1,27 +1,70 @@
 """Start-up: parse flags, choose the device, build the app, launch. No logic of its own."""
 import argparse
+import socket
+import sys
 from pathlib import Path
 
 from engine import Device, EngineError
-from ui.app import build_app
+from ui.app import CSS, build_app
 from ui.model_state import ModelState
+from ui.settings import load_settings
+from ui.studio import Studio
+
+ROOT = Path(__file__).parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Local Stable Diffusion studio")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--listen", action="store_true", help="bind 0.0.0.0 to share on the local network")
-    parser.add_argument("--models-dir", type=Path, default=Path(__file__).parent / "models")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio tunnel (needs internet)")
+    parser.add_argument("--auth", help="user:password (several: comma-separated) required to open the app")
+    parser.add_argument("--auth-file", type=Path, help="a file of user:password lines (or comma-separated)")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--ckpt", help="checkpoint to load at start (a name in models/Stable-diffusion or a path)")
-    parser.add_argument("--outdir", type=Path, default=Path(__file__).parent / "outputs", help="where pictures are saved")
+    parser.add_argument("--outdir", type=Path, default=ROOT / "outputs", help="where pictures are saved")
+    parser.add_argument("--settings-file", type=Path, default=ROOT / "settings.json")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     return parser.parse_args(argv)
 
 
+def credentials(auth: str | None, auth_file: Path | None) -> list[tuple[str, str]]:
+    """user:password pairs from --auth and --auth-file (A1111's format: comma- or line-separated)."""
+    text = auth or ""
+    if auth_file is not None:
+        try:
+            text += "," + auth_file.read_text()
+        except OSError as e:
+            raise SystemExit(f"--auth-file {auth_file}: {e.strerror or e}") from e
+    pairs = []
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"Credentials must look like user:password, not {item!r}")
+        pairs.append((user, password))
+    return pairs
+
+
+def lan_address() -> str:
+    """This machine's address on the local network (no packet is sent), or its hostname."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    users = credentials(args.auth, args.auth_file)
+    settings = load_settings(args.settings_file)
     state = ModelState(args.models_dir, Device.choose(args.device, args.precision))
+    state.vae_choice = settings.vae
     checkpoint = args.ckpt or state.default_checkpoint()
     if checkpoint:   # the page comes up at once; the model loads beside it
         try:
@@ -30,7 +73,23 @@ def main(argv=None) -> None:
             state.status = f"--ckpt {checkpoint}: {e}"
             print(state.status)
     print(f"Device: {state.device}")
-    build_app(state, args.outdir).launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port)
+    studio = Studio(state, settings, args.settings_file, args.outdir)
+    app = build_app(studio).queue(default_concurrency_limit=None)
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    if args.listen and not users:
+        print("Warning: --listen without --auth: anyone on your network can use this app.", file=sys.stderr)
+    try:
+        app.launch(server_name=host, server_port=args.port, share=args.share, auth=users or None,
+                   prevent_thread_lock=True, quiet=True, css=CSS)
+    except OSError as e:
+        raise SystemExit(f"Cannot serve on {host}:{args.port}: {e}. Choose another with --port.") from e
+    print(f"Running on http://127.0.0.1:{args.port}")
+    if args.listen:
+        print(f"Share on your network: http://{lan_address()}:{args.port}")
+    if args.share and not app.share_url:
+        print("--share: no public link could be made (no internet, or the tunnel is blocked); "
+              "the app keeps running locally.", file=sys.stderr)
+    app.block_thread()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
 from .loading import load_components, load_vae
 from .loading.catalog import CHECKPOINT_SUFFIXES
+from .preview import fit_latent_rgb
 from .prompts import PromptEncoder
 from .request import GenerationRequest, GenerationResult
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
@@ -33,12 +34,17 @@ class Interrupted(Exception):
     """Raised inside sampling when the caller's stop flag is set; the last x_0 estimate is kept."""
 
 
+class Skipped(Exception):
+    """Raised inside sampling when the caller skips the current batch; the job goes on with the next one."""
+
+
 class Pipeline:
     def __init__(self, unet, vae, text_encoder, tokenizer: CLIPTokenizer, prediction_type: str, device: Device,
                  source: Path):
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.prediction_type, self.device, self.source = prediction_type, device, Path(source)
         self.vae_name: str | None = None
+        self._own_vae = vae
         self.schedule = DiscreteSchedule()
         self.prompts = PromptEncoder(text_encoder, tokenizer)
 
@@ -82,10 +88,18 @@ class Pipeline:
                 f"{', ' + ', '.join(extras) if extras else ''}; on {self.device}")
 
     def set_vae(self, path: str | Path | None) -> None:
-        """Use a separate VAE file (models/VAE/), keeping this model's latent scaling."""
-        if path is not None:
-            self.vae = load_vae(path, self.vae.scaling_factor, self.device.dtype, self.device.device)
+        """Use a separate VAE file (models/VAE/), keeping this model's latent scaling; None: the model's own."""
+        if path is None:
+            self.vae, self.vae_name = self._own_vae, None
+        else:
+            self.vae = load_vae(path, self._own_vae.scaling_factor, self.device.dtype, self.device.device)
             self.vae_name = Path(path).stem
+        self.__dict__.pop("latent_rgb", None)
+
+    @functools.cached_property
+    def latent_rgb(self) -> torch.Tensor:
+        """The "Approx cheap" preview's latent -> RGB map, fitted to this model's own VAE."""
+        return fit_latent_rgb(self.encode_images)
 
     # ------------------------------------------------------------------ latents <-> pixels
     @torch.no_grad()
@@ -102,7 +116,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ generation
     def generate(self, req: GenerationRequest, progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+                 should_stop: Callable[[], bool] | None = None,
+                 should_skip: Callable[[], bool] | None = None) -> GenerationResult:
+        """Run a request. `should_stop` ends the job (its current batch is decoded as it stands);
+        `should_skip` ends only the current batch, as A1111's Interrupt and Skip."""
         req.validate()
         seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
         subseed = req.subseed if req.subseed >= 0 else random.randrange(4294967294)
@@ -125,7 +142,7 @@ class Pipeline:
         for b in range(req.batch_count):
             part = slice(b * req.batch_size, (b + 1) * req.batch_size)
             latents, interrupted = self._sample(req, seeds[part], subseeds[part], cond, uncond, source, on_step,
-                                                should_stop)
+                                                should_stop, should_skip)
             if latents is not None:
                 for i, image in enumerate(images.to_pil(self.decode_latents(latents))):
                     if source is not None:
@@ -146,7 +163,7 @@ class Pipeline:
         return int(min(req.denoising_strength, 0.999) * req.steps) + 1
 
     @torch.no_grad()
-    def _sample(self, req, seeds, subseeds, cond, uncond, source: Source | None, on_step, should_stop):
+    def _sample(self, req, seeds, subseeds, cond, uncond, source: Source | None, on_step, should_stop, should_skip):
         """One batch: (final scaled latents or None, interrupted?)."""
         device = self.device.device
         spec = SAMPLERS[req.sampler]
@@ -188,6 +205,8 @@ class Pipeline:
         def model(x, sigma):
             if should_stop is not None and should_stop():
                 raise Interrupted
+            if should_skip is not None and should_skip():
+                raise Skipped
             denoised = denoiser(x, sigma, conditioning, req.cfg_scale)
             if keep is not None:
                 denoised = init * keep + denoised * (1 - keep)
@@ -206,6 +225,8 @@ class Pipeline:
             x = spec.function(model, x, sigmas, noise=noise_sampler, callback=callback, **options)
         except Interrupted:
             return last.get("denoised"), True
+        except Skipped:
+            return last.get("denoised"), False
         x = x / (1 + sigmas[-1] ** 2) ** 0.5   # samplers that stop at alpha_bar_0 (DDIM) -> model latent scale
         if keep is not None:
             x = init * keep + x * (1 - keep)

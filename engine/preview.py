@@ -21,10 +21,28 @@ SD1_LATENT_RGB = torch.tensor([
 PREVIEW_METHODS = ("Approx cheap", "Approx NN", "Full")
 
 
-def linear_preview(latents: torch.Tensor) -> torch.Tensor:
-    """A per-pixel linear map of the 4 latent channels to RGB: nearly free, at latent resolution."""
-    rgb = torch.einsum("blhw,lr->brhw", latents.float(), SD1_LATENT_RGB.to(latents.device))
+def linear_preview(latents: torch.Tensor, latent_rgb: torch.Tensor = SD1_LATENT_RGB) -> torch.Tensor:
+    """A per-pixel linear map of the latent channels to RGB: nearly free, at latent resolution.
+    `latent_rgb` is (C, 3), or (C + 1, 3) with a bias row last."""
+    weights = latent_rgb.to(latents.device, torch.float32)
+    rgb = torch.einsum("blhw,lr->brhw", latents.float(), weights[:latents.shape[1]])
+    if len(weights) > latents.shape[1]:
+        rgb = rgb + weights[-1][None, :, None, None]
     return (rgb * 0.5 + 0.5).clamp(0, 1)
+
+
+@torch.no_grad()
+def fit_latent_rgb(encode, size: int = 32) -> torch.Tensor:
+    """Least-squares latent -> RGB map (C + 1, 3) for a VAE: flat images of the RGB cube's corners and grey,
+    encoded with `encode` (pixels in [-1, 1] -> scaled latents), paired with their colours."""
+    levels = torch.tensor([-1.0, 1.0])
+    colours = torch.cartesian_prod(levels, levels, levels)
+    colours = torch.cat([colours, torch.zeros(1, 3), torch.full((1, 3), 0.5), torch.full((1, 3), -0.5)])
+    latents = encode(colours[:, :, None, None].expand(-1, -1, size, size).contiguous()).float().cpu()
+    h, w = latents.shape[2:]
+    features = latents[:, :, h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(2, 3))     # away from the borders
+    design = torch.cat([features, torch.ones(len(features), 1)], dim=1)
+    return torch.linalg.lstsq(design, colours).solution
 
 
 class VAEApprox(nn.Module):
@@ -64,12 +82,13 @@ def find_vae_approx(models_dir: Path) -> Path | None:
 class Previewer:
     """Turns the sampler's current x_0 estimate into a preview image with the chosen method."""
 
-    def __init__(self, method: str = "Approx cheap", vae=None, approx: VAEApprox | None = None):
+    def __init__(self, method: str = "Approx cheap", vae=None, approx: VAEApprox | None = None,
+                 latent_rgb: torch.Tensor = SD1_LATENT_RGB):
         if method not in PREVIEW_METHODS:
             raise ValueError(f"preview method must be one of {', '.join(PREVIEW_METHODS)}")
         if method == "Approx NN" and approx is None:
             method = "Approx cheap"   # no weights in models/VAE-approx: fall back to the free preview
-        self.method, self.vae, self.approx = method, vae, approx
+        self.method, self.vae, self.approx, self.latent_rgb = method, vae, approx, latent_rgb
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -78,4 +97,4 @@ class Previewer:
             return (images * 0.5 + 0.5).clamp(0, 1)
         if self.method == "Approx NN":
             return self.approx(latents.float().to(self.approx.conv1.weight.device))
-        return linear_preview(latents)
+        return linear_preview(latents, self.latent_rgb)

@@ -1,39 +1,52 @@
-"""The Gradio Blocks app. Tabs are small declarations; later tabs plug in beside these."""
-from pathlib import Path
+"""The Gradio Blocks app: a status line and the tabs, each a small declaration (see ui/studio.py).
 
+ControlNet and Consistency tabs join `TABS` from their own modules; nothing else here changes for them.
+"""
 import gradio as gr
 
-from .model_state import ModelState
-from .txt2img import txt2img_tab
+from . import img2img, png_info, settings_tab, txt2img
+from .jobs import PROGRESS_CSS as CSS  # noqa: F401  (passed to launch())
+from .model_state import DEMO_NOTE
+from .results import wire_send_buttons
+from .settings_tab import model_status
+from .studio import Studio, Tab
 
-NO_MODELS = ("No checkpoints found in `{folder}`. Put a `.safetensors` / `.ckpt` file or a diffusers folder there "
-             "(A1111 layout), then press Refresh.")
-
-
-def models_tab(state: ModelState) -> None:
-    with gr.Tab("Models & Settings"):
-        names = state.checkpoint_names()
-        with gr.Row():
-            checkpoint = gr.Dropdown(names, value=state.default_checkpoint(), label="Checkpoint", scale=4)
-            refresh = gr.Button("Refresh", scale=1)
-            load = gr.Button("Load", variant="primary", scale=1)
-        status = gr.Markdown(state.status if names else NO_MODELS.format(folder=state.checkpoint_dir))
-        gr.Timer(2.0).tick(lambda: state.status if state.checkpoint_names() else NO_MODELS.format(
-            folder=state.checkpoint_dir), outputs=status)
-
-        def on_refresh():
-            found = state.checkpoint_names()
-            message = state.status if found else NO_MODELS.format(folder=state.checkpoint_dir)
-            return gr.Dropdown(choices=found, value=found[0] if found else None), message
-
-        refresh.click(on_refresh, outputs=[checkpoint, status])
-        load.click(lambda name: state.load(name) if name else "Choose a checkpoint first.",
-                   inputs=checkpoint, outputs=status)
+GENERATING_TABS: list[Tab] = [txt2img.TAB, img2img.TAB]
+TABS: list[Tab] = [*GENERATING_TABS, png_info.TAB, settings_tab.TAB]
+STATUS_SECONDS = 2.0
 
 
-def build_app(state: ModelState, outdir: Path = Path("outputs")) -> gr.Blocks:
+def build_app(studio: Studio, tabs: list[Tab] | None = None) -> gr.Blocks:
+    studio.declared = list(tabs or TABS)
     with gr.Blocks(title="Stable Diffusion studio") as app:
-        gr.Markdown("## Stable Diffusion studio")
-        txt2img_tab(state, outdir)
-        models_tab(state)
+        with gr.Row():
+            gr.Markdown("## Stable Diffusion studio")
+            status = gr.Markdown(model_status(studio.state), elem_id="model_status")
+        demo_note = gr.Markdown(DEMO_NOTE, visible=studio.state.default_checkpoint() == "starter",
+                                elem_id="demo_note")
+        with gr.Tabs() as studio.tabs:
+            for tab in studio.declared:
+                with gr.Tab(tab.label, id=tab.id, elem_id=f"tab_{tab.id}"):
+                    tab.build(studio)
+        wire_send_buttons(studio)
+        follow_model(studio, status, demo_note)
     return app
+
+
+def follow_model(studio: Studio, status: gr.Markdown, demo_note: gr.Markdown) -> None:
+    """Every few seconds: the status line, the demo note, and - once per newly loaded model in this browser
+    tab - width and height set to the model's native size."""
+    seen = gr.State(0)
+    sliders = [slider for pair in studio.size_sliders for slider in pair]
+
+    def tick(seen_loads):
+        state = studio.state
+        sizes = [gr.skip()] * len(sliders)
+        if state.pipeline is not None and state.loads != seen_loads:
+            sizes = [state.pipeline.native_size] * len(sliders)
+            seen_loads = state.loads
+        return [model_status(state), gr.update(visible=state.is_demo or (state.pipeline is None and state.loading
+                                                                         == "starter")), seen_loads, *sizes]
+
+    gr.Timer(STATUS_SECONDS).tick(tick, seen, [status, demo_note, seen, *sliders], queue=False,
+                                  show_progress="hidden")

@@ -4,9 +4,10 @@ import threading
 from pathlib import Path
 
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
-from engine.loading.catalog import list_checkpoints
+from engine.loading.catalog import list_checkpoints, list_vaes
 
 STARTER_NAME = "starter"
+AUTOMATIC_VAE = "Automatic"
 DEMO_NOTE = ("This is the small built-in demo model: 64x64 pictures of coloured shapes (circle, square, triangle, "
              "star, ring, diamond) on a coloured background, trained by this project. For real pictures put Stable "
              "Diffusion 1.x/2.x checkpoints (.safetensors, .ckpt or diffusers folders) into models/Stable-diffusion "
@@ -20,6 +21,8 @@ class ModelState:
         self.pipeline: Pipeline | None = None
         self.status = "No model loaded yet."
         self.loading: str | None = None
+        self.vae_choice = AUTOMATIC_VAE        # applied to every model loaded
+        self.loads = 0                         # bumps on each successful load (the UI follows the native size)
         self._lock = threading.Lock()          # one load or generation at a time
 
     @property
@@ -30,6 +33,13 @@ class ModelState:
     def is_demo(self) -> bool:
         return self.pipeline is not None and self.pipeline.source.name == STARTER_NAME
 
+    @property
+    def vae_dir(self) -> Path:
+        return self.models_dir / "VAE"
+
+    def vae_names(self) -> list[str]:
+        return [AUTOMATIC_VAE] + [str(p.relative_to(self.vae_dir)) for p in list_vaes(self.vae_dir)]
+
     def checkpoint_names(self) -> list[str]:
         return [str(p.relative_to(self.checkpoint_dir)) for p in list_checkpoints(self.checkpoint_dir)]
 
@@ -37,13 +47,26 @@ class ModelState:
         names = self.checkpoint_names()
         return STARTER_NAME if STARTER_NAME in names else (names[0] if names else None)
 
-    def resolve(self, name: str) -> Path:
-        """A checkpoint name from the list -> its path; names cannot leave the checkpoint folder."""
-        root = self.checkpoint_dir.resolve()
+    def resolve(self, name: str, folder: Path | None = None) -> Path:
+        """A model name from a list -> its path; names cannot leave their folder (the checkpoint one by default)."""
+        folder = folder or self.checkpoint_dir
+        root = folder.resolve()
         path = (root / name).resolve()
         if root not in path.parents:
-            raise EngineError(f"{name!r} is not inside {self.checkpoint_dir}")
+            raise EngineError(f"{name!r} is not inside {folder}")
         return path
+
+    def set_vae(self, name: str) -> str:
+        """Choose the VAE by name ("Automatic": each checkpoint's own); applied now and to later loads."""
+        with self._lock:
+            try:
+                path = None if name == AUTOMATIC_VAE else self.resolve(name, self.vae_dir)
+                if self.pipeline is not None:
+                    self.pipeline.set_vae(path)
+            except (EngineError, FileNotFoundError) as e:
+                return f"VAE {name} not used: {e}"
+            self.vae_choice = name
+            return f"VAE: {name}" + (" (no model loaded yet)" if self.pipeline is None else "")
 
     def expected_size(self) -> int:
         """Native picture size of the loaded (or loading) model; 512 when unknown, as for SD1.x."""
@@ -72,8 +95,15 @@ class ModelState:
         with self._lock:
             self.loading = Path(path).name
             try:
-                self.pipeline = load_pipeline(path, self.device)
-                self.status = f"Loaded {self.pipeline.summary()}"
+                pipeline = load_pipeline(path, self.device)
+                self.status = f"Loaded {pipeline.summary()}"
+                if self.vae_choice != AUTOMATIC_VAE:
+                    try:
+                        pipeline.set_vae(self.resolve(self.vae_choice, self.vae_dir))
+                    except (EngineError, FileNotFoundError) as e:
+                        self.status += f" (VAE {self.vae_choice} not used: {e})"
+                self.pipeline = pipeline
+                self.loads += 1
             except (EngineError, FileNotFoundError) as e:
                 kept = f" Still using {self.pipeline.name}." if self.pipeline else ""
                 self.status = f"Load failed: {e}.{kept}"
@@ -88,9 +118,10 @@ class ModelState:
         thread.start()
         return thread
 
-    def generate(self, request: GenerationRequest, progress=None, should_stop=None) -> GenerationResult:
+    def generate(self, request: GenerationRequest, progress=None, should_stop=None,
+                 should_skip=None) -> GenerationResult:
         with self._lock:
             if self.pipeline is None:
                 raise EngineError("No model is loaded: put a checkpoint into models/Stable-diffusion and load it in "
                                   "Models & Settings.")
-            return self.pipeline.generate(request, progress, should_stop)
+            return self.pipeline.generate(request, progress, should_stop, should_skip)

@@ -15,3 +15,14 @@ def list_checkpoints(folder: Path) -> list[Path]:
              and not any(parent.joinpath("model_index.json").is_file() for parent in p.parents)]
     found += [p.parent for p in folder.rglob("model_index.json")]
     return sorted(found, key=lambda p: str(p.relative_to(folder)).lower())
+
+
+def list_vaes(folder: Path) -> list[Path]:
+    """Separate VAE files and diffusers VAE folders (a config.json beside the weights) in models/VAE."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES
+             and not p.parent.joinpath("config.json").is_file()]
+    found += [p.parent for p in folder.rglob("config.json")]
+    return sorted(found, key=lambda p: str(p.relative_to(folder)).lower())

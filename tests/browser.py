@@ -1,0 +1,59 @@
+"""The app served in-process on a free port, and a real headless Chromium driven by Playwright."""
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import Device
+from ui.app import CSS, build_app
+from ui.model_state import ModelState
+from ui.settings import Settings
+from ui.studio import Studio
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningApp:
+    """The studio on the starter model (loaded before the first page), saving into `outdir`."""
+
+    def __init__(self, outdir: Path, settings_path: Path, settings: Settings | None = None):
+        self.state = ModelState(MODELS, Device.cpu_fp32())
+        status = self.state.load("starter")
+        assert status.startswith("Loaded starter"), status
+        self.studio = Studio(self.state, settings or Settings(), settings_path, outdir)
+        self.app = build_app(self.studio).queue(default_concurrency_limit=None)
+        self.port = free_port()
+        self.app.launch(server_name="127.0.0.1", server_port=self.port, prevent_thread_lock=True, quiet=True,
+                        css=CSS)
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def close(self):
+        self.app.close()
+
+
+def launch_chromium(playwright):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is needed for the browser tests: apt-get install chromium (the README's test "
+                    "command does it)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def wait_until(condition, timeout: float = 60.0, every: float = 0.2, message: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")

@@ -1,0 +1,148 @@
+"""The right-hand column of a generating tab: progress, live preview, gallery, infotext, send-to buttons,
+and the generator that runs a request while it keeps them up to date."""
+import logging
+import threading
+import traceback
+from dataclasses import dataclass
+
+import gradio as gr
+from PIL import Image
+
+from engine import EngineError, GenerationRequest
+from engine.preview import Previewer, VAEApprox, find_vae_approx
+from engine.images import to_pil
+
+from .jobs import progress_html
+from .outputs import save_image
+from .studio import Studio
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class ResultsPanel:
+    progress: gr.HTML
+    preview: gr.Image
+    gallery: gr.Gallery
+    info: gr.Textbox
+    results: gr.State       # [(image, infotext), ...] of the last run in this browser tab
+    selected: gr.State      # index of the picture chosen in the gallery
+    last_seed: gr.State
+
+    def outputs(self) -> list:
+        return [self.progress, self.preview, self.gallery, self.info, self.results, self.selected, self.last_seed]
+
+
+def results_panel(studio: Studio, tab_id: str, last_seed: gr.State) -> ResultsPanel:
+    progress = gr.HTML("", elem_id=f"{tab_id}_progress")
+    preview = gr.Image(label="Live preview", interactive=False, height=160, elem_id=f"{tab_id}_preview",
+                       visible=studio.settings.preview_method != "None")
+    gallery = gr.Gallery(label="Output", columns=2, height=360, object_fit="contain", elem_id=f"{tab_id}_gallery")
+    info = gr.Textbox(label="Generation parameters", lines=4, interactive=False, elem_id=f"{tab_id}_info")
+    results, selected = gr.State([]), gr.State(0)
+    with gr.Row():
+        for name in studio.destination_names:
+            button = gr.Button(f"Send to {name}", size="sm", elem_id=f"{tab_id}_send_to_{name}")
+            studio.pending_sends.append((button, name, results, selected))
+
+    def on_select(results, event: gr.SelectData):
+        index = event.index if isinstance(event.index, int) else 0
+        return index, results[index][1] if index < len(results) else ""
+
+    gallery.select(on_select, results, [selected, info], queue=False)
+    return ResultsPanel(progress, preview, gallery, info, results, selected, last_seed)
+
+
+def _previewer(studio: Studio) -> Previewer | None:
+    pipe, method = studio.state.pipeline, studio.settings.preview_method
+    if pipe is None or method == "None":
+        return None
+    approx_path = find_vae_approx(studio.state.models_dir) if method == "Approx NN" else None
+    approx = VAEApprox.load(approx_path) if approx_path else None
+    return Previewer(method, vae=pipe.vae, approx=approx, latent_rgb=pipe.latent_rgb)
+
+
+def run_generation(studio: Studio, tab: str, request: GenerationRequest):
+    """Generator for a Gradio event: yields panel updates while the engine works in a thread."""
+    job = studio.jobs.start(tab)
+    outcome = {}
+    previewer = _previewer(studio)
+
+    def on_progress(done, total, denoised):
+        job.steps_done, job.total_steps = done, total
+        if previewer is not None and (done % studio.settings.preview_every == 0) and done < total:
+            job.preview = to_pil(previewer(denoised[:1]) * 2 - 1)[0]
+            job.preview_number += 1
+
+    def work():
+        try:
+            outcome["result"] = studio.state.generate(request, on_progress, job.should_stop, job.take_skip)
+        except EngineError as e:
+            outcome["error"] = str(e)
+        except Exception as e:   # a bug or an out-of-memory: say so, keep serving
+            log.error("generation failed\n%s", traceback.format_exc())
+            outcome["error"] = f"Generation failed: {type(e).__name__}: {e}"
+        finally:
+            studio.jobs.finish(job)
+
+    thread = threading.Thread(target=work, name=f"generate-{tab}", daemon=True)
+    thread.start()
+    shown = 0
+    keep = gr.skip()
+    while thread.is_alive():
+        thread.join(POLL_SECONDS)
+        preview = keep
+        if job.preview_number != shown and job.preview is not None:
+            shown, preview = job.preview_number, job.preview
+        yield progress_html(job), preview, keep, keep, keep, keep, keep
+    if "error" in outcome:
+        raise gr.Error(outcome["error"])
+    result = outcome["result"]
+    saved_note = _save(studio, tab, result)
+    pairs = list(zip(result.images, result.infotexts))
+    status = "Interrupted. " if result.interrupted else ""
+    done = f'<div class="studio-progress idle">{status}{len(pairs)} picture(s). {saved_note}</div>'
+    return_seed = result.seeds[0] if result.seeds else None
+    yield (done, None, [image for image, _ in pairs], pairs[0][1] if pairs else "", pairs, 0, return_seed)
+
+
+def _save(studio: Studio, tab: str, result) -> str:
+    if not studio.settings.save_outputs:
+        return "Not saved (saving is off in Models & Settings)."
+    try:
+        paths = [save_image(image, text, seed, studio.outdir, tab)
+                 for image, text, seed in zip(result.images, result.infotexts, result.seeds)]
+    except OSError as e:
+        gr.Warning(f"Could not save to {studio.outdir}: {e.strerror or e}. The pictures are still shown here.")
+        return "Not saved."
+    return f"Saved to {paths[-1].parent}." if paths else ""
+
+
+def wire_send_buttons(studio: Studio) -> None:
+    """Connect every "Send to ..." button now that all destinations are registered."""
+    for button, name, results, selected in studio.pending_sends:
+        target = studio.destinations.get(name)
+        if target is None:
+            button.visible = False
+            continue
+        outputs = [c for c in (target.image, target.prompt, target.negative, studio.tabs, target.subtabs) if c]
+
+        def send(results, selected, target=target):
+            if not results:
+                raise gr.Error("Generate a picture first.")
+            image, infotext = results[min(selected, len(results) - 1)]
+            from engine.infotext import parse_infotext
+            fields = parse_infotext(infotext)
+            values = [_as_image(image)]
+            values += [fields.get("Prompt", "")] if target.prompt else []
+            values += [fields.get("Negative prompt", "")] if target.negative else []
+            values += [gr.Tabs(selected=target.tab_id)]
+            values += [gr.Tabs(selected=target.subtab_id)] if target.subtabs else []
+            return values
+
+        button.click(send, [results, selected], outputs, queue=False)
+
+
+def _as_image(image):
+    return image if isinstance(image, Image.Image) else Image.open(image)

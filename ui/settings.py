@@ -1,0 +1,64 @@
+"""User settings that outlive a restart, kept as JSON beside the app (A1111 keeps config.json likewise)."""
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from engine.preview import PREVIEW_METHODS
+from engine.sampling import SAMPLERS, SCHEDULE_NAMES
+
+PREVIEW_CHOICES = ("None", *PREVIEW_METHODS)
+
+
+@dataclass
+class Settings:
+    save_outputs: bool = True
+    preview_method: str = "Approx cheap"
+    preview_every: int = 3                 # steps between live previews
+    vae: str = "Automatic"                 # "Automatic": the checkpoint's own VAE; else a name in models/VAE
+    default_sampler: str = "DPM++ 2M"
+    default_schedule: str = "Automatic"
+    default_steps: int = 20
+    default_cfg: float = 7.0
+    default_negative_prompt: str = ""
+
+    def check(self) -> None:
+        """Raise ValueError naming the first setting that is out of range."""
+        if self.preview_method not in PREVIEW_CHOICES:
+            raise ValueError(f"preview method must be one of {', '.join(PREVIEW_CHOICES)}")
+        if not 1 <= self.preview_every <= 150:
+            raise ValueError("preview every N steps: N must be between 1 and 150")
+        if self.default_sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.default_sampler!r}")
+        if self.default_schedule not in SCHEDULE_NAMES:
+            raise ValueError(f"unknown schedule {self.default_schedule!r}")
+        if not 1 <= self.default_steps <= 150:
+            raise ValueError("default steps must be between 1 and 150")
+        if not 1 <= self.default_cfg <= 30:
+            raise ValueError("default CFG scale must be between 1 and 30")
+
+
+def load_settings(path: Path) -> Settings:
+    """Settings from `path`; unknown keys are ignored and bad values fall back to the defaults."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return Settings()
+    known = {f.name for f in fields(Settings)}
+    settings = Settings(**{k: v for k, v in data.items() if k in known}) if isinstance(data, dict) else Settings()
+    try:
+        settings.check()
+    except (ValueError, TypeError):
+        return Settings()
+    return settings
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write atomically: a crash mid-write leaves the previous file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(settings), f, indent=2)
+    os.replace(tmp, path)
