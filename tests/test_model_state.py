@@ -37,6 +37,16 @@ def test_names_cannot_leave_the_checkpoint_folder(models_dir):
 
 
 def test_app_builds_with_and_without_models(models_dir, tmp_path):
-    from ui.app import build_app
-    assert build_app(ModelState(models_dir, Device.cpu_fp32())) is not None
-    assert build_app(ModelState(tmp_path / "empty", Device.cpu_fp32())) is not None
+    from engine import EngineError, GenerationRequest
+    from ui.app import TABS, build_app
+    from ui.settings import Settings
+    from ui.settings_tab import model_status
+    from ui.studio import Studio
+    for folder in (models_dir, tmp_path / "empty"):
+        studio = Studio(ModelState(folder, Device.cpu_fp32()), Settings(), tmp_path / "s.json", tmp_path / "out")
+        assert build_app(studio) is not None
+        assert set(studio.destinations) == {"img2img", "inpaint"}
+        assert [t.id for t in studio.declared] == [t.id for t in TABS]
+    assert "No checkpoints found" in model_status(studio.state)            # the empty folder says what to do
+    with pytest.raises(EngineError, match="No model is loaded"):
+        studio.state.generate(GenerationRequest(prompt="x"))

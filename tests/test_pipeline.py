@@ -103,6 +103,16 @@ def test_progress_reports_each_step_and_interrupt_stops_within_a_step(pipe):
     assert result.interrupted and len(calls) == 2 and len(result.images) == 1   # the last x_0 estimate, decoded
 
 
+def test_skip_ends_only_the_current_batch(pipe):
+    calls, skips = [], iter([False, False, True])      # skip once, at the third model evaluation
+    result = pipe.generate(request(steps=6, batch_count=3, sampler="Euler"), progress=lambda *a: calls.append(1),
+                           should_skip=lambda: next(skips, False))
+    assert not result.interrupted and len(result.images) == 3
+    assert len(calls) == 2 + 6 + 6                     # batch 1 stopped after two steps; batches 2 and 3 ran whole
+    full = pipe.generate(request(steps=6, batch_count=3, sampler="Euler"))
+    assert np.array_equal(np.asarray(result.images[1]), np.asarray(full.images[1]))
+
+
 def checkerboard():
     array = np.indices((64, 64)).sum(axis=0) % 16 < 8
     return Image.fromarray((array[..., None] * np.array([220, 40, 60])).astype(np.uint8))
@@ -171,6 +181,16 @@ def test_previews(pipe):
     assert Previewer("Approx NN", approx=None).method == "Approx cheap"   # no weights: the free preview
     full = Previewer("Full", vae=pipe.vae)(latents)
     assert full.shape == (1, 3, 16, 16) and 0 <= full.min() and full.max() <= 1
+
+
+def test_cheap_preview_is_fitted_to_the_models_own_vae(pipe):
+    """The fitted latent -> RGB map gives back a flat colour's RGB from its latents, better than SD1's table."""
+    colour = torch.tensor([0.6, -0.4, 0.2])
+    latents = pipe.encode_images(colour[None, :, None, None].expand(1, 3, 32, 32).contiguous())
+    fitted = linear_preview(latents, pipe.latent_rgb)[0, :, 8, 8] * 2 - 1
+    generic = linear_preview(latents)[0, :, 8, 8] * 2 - 1
+    assert (fitted - colour).abs().max() < (generic - colour).abs().max()
+    assert pipe.latent_rgb.shape == (5, 3)
 
 
 @pytest.mark.skipif(not (SHARED_WEIGHTS / "vae_approx_sd1.pt").is_file(),
