@@ -80,6 +80,11 @@ def test_txt2img_generate_gallery_saved_infotext_and_send_to(page, app):
     page.click("#txt2img_send_to_img2img")
     wait_until(lambda: page.locator("#img2img_image img").count() > 0, 20, message="the picture in img2img")
     assert page.locator("#img2img_prompt textarea").input_value() == prompt
+    open_tab(page, "txt2img")
+    page.click("#txt2img_send_to_inpaint")
+    page.wait_for_timeout(2000)
+    page.click("#img2img_generate")                 # the server has the picture: it asks only for a mask
+    page.get_by_text("Paint over the area to repaint first").first.wait_for(timeout=20000)
 
 
 def test_interrupt_stops_a_long_run_and_leaves_the_app_ready(page, app):
@@ -89,6 +94,8 @@ def test_interrupt_stops_a_long_run_and_leaves_the_app_ready(page, app):
     wait_until(lambda: app.studio.jobs.current is not None and app.studio.jobs.current.steps_done >= 3, 60,
                message="the run to start")
     job = app.studio.jobs.current
+    wait_until(lambda: page.locator("#txt2img_preview img").count() > 0, 30, message="a live preview")
+    assert "Step " in page.inner_text("#txt2img_progress") and "ETA" in page.inner_text("#txt2img_progress")
     page.click("#txt2img_interrupt")
     wait_done(page, "txt2img", timeout=30)
     assert "Interrupted" in page.inner_text("#txt2img_progress")

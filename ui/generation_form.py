@@ -62,7 +62,7 @@ def sampling_controls(studio: Studio, tab_id: str, last_seed: gr.State) -> Sampl
                                elem_id=f"{tab_id}_schedule")
     steps = gr.Slider(1, 150, value=s.default_steps, step=1, label="Sampling steps", elem_id=f"{tab_id}_steps")
     size = studio.state.expected_size()
-    with gr.Row(equal_height=True):
+    with gr.Row():
         with gr.Column(scale=6):
             width = gr.Slider(64, 2048, value=size, step=8, label="Width", elem_id=f"{tab_id}_width")
             height = gr.Slider(64, 2048, value=size, step=8, label="Height", elem_id=f"{tab_id}_height")
@@ -73,7 +73,7 @@ def sampling_controls(studio: Studio, tab_id: str, last_seed: gr.State) -> Sampl
         batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab_id}_batch_count")
         batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab_id}_batch_size")
     cfg = gr.Slider(1, 30, value=s.default_cfg, step=0.5, label="CFG Scale", elem_id=f"{tab_id}_cfg")
-    with gr.Row(equal_height=True):
+    with gr.Row():
         seed = gr.Number(-1, label="Seed (-1: random)", precision=0, scale=6, elem_id=f"{tab_id}_seed")
         random_seed = gr.Button("Random", size="sm", scale=1, min_width=60, elem_id=f"{tab_id}_random_seed")
         reuse_seed = gr.Button("Reuse", size="sm", scale=1, min_width=60, elem_id=f"{tab_id}_reuse_seed")

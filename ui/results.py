@@ -134,7 +134,10 @@ def wire_send_buttons(studio: Studio) -> None:
             image, infotext = results[min(selected, len(results) - 1)]
             from engine.infotext import parse_infotext
             fields = parse_infotext(infotext)
-            values = [_as_image(image)]
+            picture = _as_image(image)
+            if isinstance(target.image, gr.ImageEditor):       # the inpaint canvas: the picture, nothing painted yet
+                picture = {"background": picture, "layers": [], "composite": picture}
+            values = [picture]
             values += [fields.get("Prompt", "")] if target.prompt else []
             values += [fields.get("Negative prompt", "")] if target.negative else []
             values += [gr.Tabs(selected=target.tab_id)]
