@@ -24,7 +24,7 @@ def main():
                 browser = launch_chromium(p)
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(app.url)
-                page.wait_for_selector("#txt2img_generate")
+                page.wait_for_selector("#page_ready .ready", state="attached")
                 page.locator("#txt2img_batch_size input[type=number]").fill("4")
                 page.locator("#txt2img_batch_size input[type=number]").press("Tab")
                 page.click("#txt2img_generate")

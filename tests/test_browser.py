@@ -1,5 +1,6 @@
 """The web UI in a real headless Chromium: generate, interrupt, img2img, inpaint, PNG Info, the queue."""
 import datetime
+import re
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def browser():
 def page(browser, app):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(app.url)
-    page.wait_for_selector("#txt2img_generate")
+    page.wait_for_selector("#page_ready .ready", state="attached")
     yield page
     page.close()
 
@@ -136,8 +137,14 @@ def test_img2img_with_an_uploaded_picture(page, app, source_png):
 def test_inpaint_with_a_painted_mask_keeps_the_rest(page, app, source_png):
     open_tab(page, "img2img")
     page.get_by_role("tab", name="Inpaint").click()
+    def zoom():                                     # the canvas's zoom label changes once a picture is fitted
+        found = re.search(r"(\d+)%", page.inner_text("#img2img_inpaint_image"))
+        return found and found.group(1)
+
+    empty_zoom = wait_until(zoom, 20, message="the inpaint canvas")
     page.set_input_files("#img2img_inpaint_image input[type=file]", str(source_png))
-    page.wait_for_timeout(1500)
+    wait_until(lambda: zoom() != empty_zoom, 20, message="the canvas to fit the uploaded picture")
+    page.wait_for_timeout(500)
     page.click("#img2img_inpaint_image button[aria-label='Brush']")
     canvas = page.locator("#img2img_inpaint_image canvas").last.bounding_box()
     cx, cy = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
@@ -183,7 +190,7 @@ def test_the_queue_serves_two_browser_tabs_one_at_a_time(browser, app):
     try:
         for page in (first, second):
             page.goto(app.url)
-            page.wait_for_selector("#txt2img_generate")
+            page.wait_for_selector("#page_ready .ready", state="attached")
         set_number(first, "txt2img_steps", 150)
         set_number(first, "txt2img_batch_count", 3)
         set_number(second, "txt2img_steps", 10)
@@ -202,3 +209,20 @@ def test_the_queue_serves_two_browser_tabs_one_at_a_time(browser, app):
     finally:
         first.close()
         second.close()
+
+
+def test_saved_defaults_apply_to_a_freshly_opened_page(browser, app):
+    settings = app.studio.settings
+    old = settings.default_steps, settings.default_sampler
+    settings.default_steps, settings.default_sampler = 33, "Euler a"
+    page = browser.new_page()
+    try:
+        page.goto(app.url)
+        page.wait_for_selector("#page_ready .ready", state="attached")
+        for tab in ("txt2img", "img2img"):
+            open_tab(page, tab)
+            assert page.locator(f"#{tab}_steps input[type=number]").input_value() == "33"
+            assert page.locator(f"#{tab}_sampler input").input_value() == "Euler a"
+    finally:
+        settings.default_steps, settings.default_sampler = old
+        page.close()

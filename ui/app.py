@@ -29,15 +29,28 @@ def build_app(studio: Studio, tabs: list[Tab] | None = None) -> gr.Blocks:
                 with gr.Tab(tab.label, id=tab.id, elem_id=f"tab_{tab.id}"):
                     tab.build(studio)
         wire_send_buttons(studio)
-        follow_model(studio, status, demo_note)
+        follow_model(app, studio, status, demo_note)
     return app
 
 
-def follow_model(studio: Studio, status: gr.Markdown, demo_note: gr.Markdown) -> None:
-    """Every few seconds: the status line, the demo note, and - once per newly loaded model in this browser
-    tab - width and height set to the model's native size."""
+def follow_model(app: gr.Blocks, studio: Studio, status: gr.Markdown, demo_note: gr.Markdown) -> None:
+    """On page load: the saved defaults and the model's native size in every form. Then every few seconds:
+    the status line, the demo note, and - once per newly loaded model in this browser tab - width and
+    height set to the model's native size."""
     seen = gr.State(0)
+    ready = gr.HTML("", elem_id="page_ready", padding=False)     # marked once the load event has run
     sliders = [slider for pair in studio.size_sliders for slider in pair]
+    forms = list(studio.forms.values())
+    defaults = [c for box, controls in forms for c in (box.negative, controls.sampler, controls.schedule,
+                                                       controls.steps, controls.cfg)]
+
+    def on_load():
+        s, state = studio.settings, studio.state
+        size = state.pipeline.native_size if state.pipeline is not None else state.expected_size()
+        values = [s.default_negative_prompt, s.default_sampler, s.default_schedule, s.default_steps, s.default_cfg]
+        return [state.loads, '<span class="ready"></span>', *values * len(forms), *[size] * len(sliders)]
+
+    app.load(on_load, None, [seen, ready, *defaults, *sliders], queue=False, show_progress="hidden")
 
     def tick(seen_loads):
         state = studio.state

@@ -56,7 +56,7 @@ def build(studio: Studio) -> None:
             studio.save_settings()
         except OSError as e:
             return f"Applied for this run; could not write {studio.settings_path}: {e.strerror or e}"
-        return f"Applied and saved to {studio.settings_path}. New defaults show on the next page load."
+        return f"Applied and saved to {studio.settings_path}. New defaults show when a page is (re)loaded."
 
     def on_vae(name):
         message = state.set_vae(name)
