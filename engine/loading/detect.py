@@ -53,6 +53,17 @@ def _indices(source: TensorSource, pattern: str) -> list[int]:
 def unet_config(source: TensorSource, yaml_params: dict) -> dict:
     """diffusers UNet2DConditionModel config from an LDM checkpoint's shapes (+ sidecar yaml hints)."""
     p = UNET_PREFIX
+    config = encoder_config(source, p, yaml_params)
+    per_level = config["layers_per_block"] + 1
+    out_blocks = _indices(source, re.escape(p) + r"output_blocks\.(\d+)\.")
+    up_attention = [p + f"output_blocks.{n}.1.proj_in.weight" in source for n in out_blocks[::per_level]]
+    config["out_channels"] = source.shape(p + "out.2.weight")[0]
+    config["up_block_types"] = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in up_attention]
+    return config
+
+
+def encoder_config(source: TensorSource, p: str, yaml_params: dict) -> dict:
+    """The encoder half of a UNet config (what a ControlNet copies), from LDM names under prefix `p`."""
     conv_in = source.shape(p + "input_blocks.0.0.weight")
     blocks = _indices(source, re.escape(p) + r"input_blocks\.(\d+)\.")
     # each level: some resnets, then a downsampler (op) unless it is the last level
@@ -68,9 +79,6 @@ def unet_config(source: TensorSource, yaml_params: dict) -> dict:
     for level in levels:
         channels.append(source.shape(p + f"input_blocks.{level[0]}.0.out_layers.3.weight")[0])
         has_attention.append(p + f"input_blocks.{level[0]}.1.proj_in.weight" in source)
-    out_blocks = _indices(source, re.escape(p) + r"output_blocks\.(\d+)\.")
-    up_attention = [p + f"output_blocks.{n}.1.proj_in.weight" in source for n in out_blocks[:: layers + 1]]
-
     attn_keys = [k for k in source.keys() if k.startswith(p) and k.endswith("attn2.to_k.weight")]
     if not attn_keys:
         raise UnsupportedArchitectureError("the UNet has no cross-attention layers: not a text-to-image SD model")
@@ -88,11 +96,9 @@ def unet_config(source: TensorSource, yaml_params: dict) -> dict:
     cond_key = p + "time_embed.cond_proj.weight"
     return {
         "in_channels": conv_in[1],
-        "out_channels": source.shape(p + "out.2.weight")[0],
         "block_out_channels": channels,
         "layers_per_block": layers,
         "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in has_attention],
-        "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in up_attention],
         "attention_head_dim": heads_per_block,
         "cross_attention_dim": context_dim,
         "use_linear_projection": linear,

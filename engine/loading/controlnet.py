@@ -1,0 +1,89 @@
+"""ControlNet files as users have them: the original release (.pth / .safetensors, `control_model.*` or bare
+LDM names, v1.0 files that also carry a whole SD model), diffusers folders (fp16 variants too).
+
+Architecture comes from tensor shapes, as for checkpoints. The shuffle model's global average pooling is not
+visible in shapes: its sidecar .yaml says `global_average_pooling: True`, or its name contains "shuffle",
+which is how A1111's ControlNet extension tells.
+"""
+import re
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..errors import WrongFileTypeError
+from ..models.controlnet import ControlNetConfig, ControlNetModel
+from .assembly import assemble
+from .detect import _indices, encoder_config
+from .diffusers_folder import read_json, weights_file
+from .ldm_names import unet_key
+from .tensor_files import TensorSource, open_tensors
+
+CONTROL_PREFIX = "control_model."
+
+
+def controlnet_key(name: str, layers_per_block: int, hint_convs: int) -> str:
+    """diffusers ControlNetModel key -> original key (without the control_model. prefix)."""
+    if name.startswith("controlnet_cond_embedding."):
+        rest = name[len("controlnet_cond_embedding."):]
+        if rest.startswith("conv_in."):
+            return "input_hint_block.0." + rest[len("conv_in."):]
+        if rest.startswith("conv_out."):
+            return f"input_hint_block.{2 * (hint_convs - 1)}." + rest[len("conv_out."):]
+        m = re.match(r"blocks\.(\d+)\.(.+)", rest)
+        return f"input_hint_block.{2 * (int(m[1]) + 1)}.{m[2]}"
+    m = re.match(r"controlnet_down_blocks\.(\d+)\.(.+)", name)
+    if m:
+        return f"zero_convs.{m[1]}.0.{m[2]}"
+    if name.startswith("controlnet_mid_block."):
+        return "middle_block_out.0." + name[len("controlnet_mid_block."):]
+    return unet_key(name, layers_per_block, set())
+
+
+def _sidecar_params(path: Path) -> dict:
+    sidecar = path.with_suffix(".yaml")
+    if not sidecar.is_file():
+        return {}
+    params = (yaml.safe_load(sidecar.read_text()) or {}).get("model", {}).get("params", {})
+    control = params.get("control_stage_config", {}).get("params", {}) if isinstance(params, dict) else {}
+    return control if isinstance(control, dict) else {}
+
+
+def original_config(source: TensorSource, prefix: str, path: Path) -> dict:
+    """diffusers ControlNetModel config from an original-format file's shapes (+ sidecar yaml)."""
+    hints = _indices(source, re.escape(prefix) + r"input_hint_block\.(\d+)\.weight")
+    shapes = [source.shape(f"{prefix}input_hint_block.{i}.weight") for i in hints]
+    params = _sidecar_params(path)
+    config = encoder_config(source, prefix, params)
+    config.update(
+        conditioning_channels=shapes[0][1],
+        conditioning_embedding_out_channels=[shapes[0][0]] + [s[0] for s in shapes[2:-1:2]],
+        global_pool_conditions=bool(params.get("global_average_pooling", "shuffle" in path.name.lower())),
+    )
+    return config
+
+
+def load_controlnet(path: str | Path, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> ControlNetModel:
+    path = Path(path)
+    device = torch.device(device)
+    if path.is_dir():
+        config = ControlNetConfig.from_dict(read_json(path / "config.json"))
+        source = open_tensors(weights_file(path))
+        return assemble(ControlNetModel, config, lambda n: source.get(n) if n in source else None, path.name,
+                        dtype, device)
+    source = open_tensors(path)
+    prefix = CONTROL_PREFIX if CONTROL_PREFIX + "input_blocks.0.0.weight" in source else ""
+    if prefix + "input_hint_block.0.weight" not in source:
+        if "controlnet_cond_embedding.conv_in.weight" in source:
+            raise WrongFileTypeError(f"{path.name} is a diffusers-format ControlNet file: put it in a folder with "
+                                     f"its config.json (diffusers layout)")
+        raise WrongFileTypeError(f"{path.name} is not a ControlNet: no input_hint_block among its tensors")
+    config = ControlNetConfig.from_dict(original_config(source, prefix, path))
+    layers = config.unet.layers_per_block
+    hint_convs = len(_indices(source, re.escape(prefix) + r"input_hint_block\.(\d+)\.weight"))
+
+    def fetch(name):
+        key = prefix + controlnet_key(name, layers, hint_convs)
+        return source.get(key) if key in source else None
+    return assemble(ControlNetModel, config, fetch, path.name, dtype, device)
