@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from . import images
+from .control import Control
 from .devices import Device
 from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
@@ -196,9 +197,10 @@ class Pipeline:
         if concat is not None:
             concat = concat.expand(n, -1, -1, -1).to(device)
 
+        control = Control(req.control_units, req.width, req.height, sigmas, device) if req.control_units else None
         conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
                                     None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
-                                    concat)
+                                    concat, control=control)
         denoiser = Denoiser(self.unet, self.schedule, self.prediction_type)
         last = {}
 
@@ -252,6 +254,7 @@ class Pipeline:
             "Denoising strength": req.denoising_strength if req.is_img2img else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
             **(source.infotext if source is not None else {}),
+            **{f"ControlNet {i}": unit.infotext or None for i, unit in enumerate(req.control_units)},
             **eta_field,
             **req.extra_infotext,
             "Version": __version__,

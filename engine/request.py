@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from .control import ControlUnit
 from .errors import EngineError
 from .images import MASKED_CONTENT, RESIZE_MODES
 from .sampling import SAMPLERS, SCHEDULES
@@ -42,6 +43,7 @@ class GenerationRequest:
     masked_content: str = "original"    # fill | original | latent noise | latent nothing
     inpaint_area: str = "Whole picture"
     masked_padding: int = 32
+    control_units: list[ControlUnit] = field(default_factory=list)    # ControlNet, summed
     extra_infotext: dict = field(default_factory=dict)
 
     @property
@@ -70,6 +72,8 @@ class GenerationRequest:
         require(self.inpaint_area in INPAINT_AREAS, f"inpaint area must be one of: {', '.join(INPAINT_AREAS)}")
         require(0 <= self.mask_blur <= 64, "mask blur must be between 0 and 64")
         require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")
+        for unit in self.control_units:
+            unit.validate(require)
 
 
 @dataclass

@@ -21,6 +21,7 @@ class Conditioning:
     uncond: torch.Tensor | None = None       # (B, tokens', dim); None when CFG is off
     concat: torch.Tensor | None = None       # inpainting UNets: (B, 5, h, w) mask + masked-image latents
     timestep_cond: torch.Tensor | None = None
+    control: Callable | None = None          # engine.control.Control: ControlNet residuals for each call
 
 
 class Denoiser:
@@ -41,15 +42,20 @@ class Denoiser:
             return 1 / (sigma ** 2 + 1), -sigma * c_in, c_in
         return torch.ones_like(sigma), -sigma, c_in
 
-    def model_output(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                     concat: torch.Tensor | None, timestep_cond: torch.Tensor | None) -> torch.Tensor:
+    def model_output(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, c: Conditioning,
+                     is_cond: torch.Tensor) -> torch.Tensor:
+        """One UNet evaluation; `is_cond` (B,) marks the rows of the prompt (1) and the negative prompt (0)."""
         c_skip, c_out, c_in = self.scalings(sigma)
-        inp = x * c_in
-        if concat is not None:
-            inp = torch.cat([inp, concat], dim=1)
-        t = self.schedule.sigma_to_t(sigma)
         dtype = getattr(self.unet, "dtype", x.dtype)
-        out = self.unet(inp.to(dtype), t, context.to(dtype), timestep_cond=timestep_cond).float()
+        latent_in = (x * c_in).to(dtype)
+        t = self.schedule.sigma_to_t(sigma)
+        residuals = {}
+        if c.control is not None:
+            found = c.control(latent_in, sigma, t, context.to(dtype), is_cond)
+            if found is not None:
+                residuals = {"down_block_additional_residuals": found[0], "mid_block_additional_residual": found[1]}
+        inp = latent_in if c.concat is None else torch.cat([latent_in, c.concat.to(dtype)], dim=1)
+        out = self.unet(inp, t, context.to(dtype), timestep_cond=c.timestep_cond, **residuals).float()
         return c_skip * x + c_out * out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, conditioning: Conditioning,
@@ -57,14 +63,19 @@ class Denoiser:
         """x_0 estimate for a batch x (B, C, H, W) at noise level sigma (scalar or (B,))."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
         c = conditioning
+        ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
         if c.uncond is None or cfg_scale == 1.0:
-            return self.model_output(x, sigma, c.cond, c.concat, c.timestep_cond)
+            return self.model_output(x, sigma, c.cond, c, ones)
         if c.cond.shape[1] == c.uncond.shape[1]:
-            double = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
-            both = self.model_output(double(x), double(sigma), torch.cat([c.cond, c.uncond]), double(c.concat),
-                                     double(c.timestep_cond))
+            both = self.model_output(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([c.cond, c.uncond]),
+                                     self._doubled(c), torch.cat([ones, zeros]))
             d_cond, d_uncond = both.chunk(2)
         else:   # prompts of different chunk counts: two passes, as A1111 does by default
-            d_cond = self.model_output(x, sigma, c.cond, c.concat, c.timestep_cond)
-            d_uncond = self.model_output(x, sigma, c.uncond, c.concat, c.timestep_cond)
+            d_cond = self.model_output(x, sigma, c.cond, c, ones)
+            d_uncond = self.model_output(x, sigma, c.uncond, c, zeros)
         return d_uncond + cfg_scale * (d_cond - d_uncond)
+
+    @staticmethod
+    def _doubled(c: Conditioning) -> Conditioning:
+        double = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
+        return Conditioning(c.cond, c.uncond, double(c.concat), double(c.timestep_cond), c.control)

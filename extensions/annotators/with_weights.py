@@ -1,0 +1,79 @@
+"""Preprocessors that read A1111's annotator weights from the annotators folder, run by controlnet-aux.
+
+Weights load with torch.load(weights_only=True) into controlnet-aux's own network classes; nothing is ever
+downloaded. Each model is built once per file and kept.
+"""
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model_free import resize_with_pad
+
+
+def _weights(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+@lru_cache(maxsize=4)
+def _pidinet(path: Path):
+    from controlnet_aux.pidi import PidiNetDetector
+    from controlnet_aux.pidi.model import pidinet
+    net = pidinet()
+    net.load_state_dict({k.replace("module.", ""): v for k, v in _weights(path).items()})
+    return PidiNetDetector(net.eval())
+
+
+@lru_cache(maxsize=4)
+def _mlsd(path: Path):
+    from controlnet_aux.mlsd import MLSDdetector
+    from controlnet_aux.mlsd.models.mbv2_mlsd_large import MobileV2_MLSD_Large
+    from controlnet_aux.mlsd.models.mbv2_mlsd_tiny import MobileV2_MLSD_Tiny
+    model = (MobileV2_MLSD_Tiny if "tiny" in path.name else MobileV2_MLSD_Large)()
+    model.load_state_dict(_weights(path), strict=True)
+    return MLSDdetector(model.eval())
+
+
+@lru_cache(maxsize=2)
+def _openpose_body(path: Path):
+    from controlnet_aux.open_pose import OpenposeDetector
+    from controlnet_aux.open_pose.body import Body
+    return OpenposeDetector(Body(str(path)))
+
+
+def _at(image, resolution, detect):
+    """Run `detect(padded picture) -> map` at the processor resolution, return the unpadded map."""
+    img, crop = resize_with_pad(image, resolution)
+    with torch.no_grad():
+        result = np.asarray(detect(img))
+    return crop(result)
+
+
+def softedge_pidinet(image, resolution, a=None, b=None, weights_dir=None):
+    model = _pidinet(Path(weights_dir) / "table5_pidinet.pth")
+    return _at(image, resolution, lambda img: model(img, detect_resolution=img.shape[0],
+                                                    image_resolution=img.shape[0], output_type="np"))
+
+
+def scribble_pidinet(image, resolution, a=None, b=None, weights_dir=None):
+    model = _pidinet(Path(weights_dir) / "table5_pidinet.pth")
+    return _at(image, resolution, lambda img: model(img, detect_resolution=img.shape[0], scribble=True,
+                                                    image_resolution=img.shape[0], output_type="np"))
+
+
+def mlsd_with(file_name):
+    def mlsd(image, resolution, value_threshold, distance_threshold, weights_dir=None):
+        model = _mlsd(Path(weights_dir) / file_name)
+        return _at(image, resolution, lambda img: model(img, thr_v=value_threshold, thr_d=distance_threshold,
+                                                        detect_resolution=img.shape[0],
+                                                        image_resolution=img.shape[0], output_type="np"))
+    return mlsd
+
+
+def openpose(image, resolution, a=None, b=None, weights_dir=None):
+    model = _openpose_body(Path(weights_dir) / "body_pose_model.pth")
+    return _at(image, resolution, lambda img: model(img, detect_resolution=img.shape[0],
+                                                    image_resolution=img.shape[0], include_body=True,
+                                                    output_type="np"))
