@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from engine import Device, EngineError
+from extensions import ExtensionAPI, load_extensions
 from ui.app import CSS, build_app
 from ui.model_state import ModelState
 from ui.settings import load_settings
@@ -24,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ckpt", help="checkpoint to load at start (a name in models/Stable-diffusion or a path)")
     parser.add_argument("--outdir", type=Path, default=ROOT / "outputs", help="where pictures are saved")
     parser.add_argument("--settings-file", type=Path, default=ROOT / "settings.json")
+    parser.add_argument("--annotators-dir", type=Path, help="ControlNet annotator weights (default: <models-dir>/annotators)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     return parser.parse_args(argv)
@@ -74,6 +76,9 @@ def main(argv=None) -> None:
             print(state.status)
     print(f"Device: {state.device}")
     studio = Studio(state, settings, args.settings_file, args.outdir)
+    studio.annotators = load_extensions(ExtensionAPI(args.annotators_dir or args.models_dir / "annotators"))
+    for name, problem in studio.annotators.failed.items():
+        print(f"Extension {name} not loaded: {problem}", file=sys.stderr)
     app = build_app(studio).queue(default_concurrency_limit=None)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     if args.listen and not users:

@@ -27,8 +27,8 @@ def free_port() -> int:
 class RunningApp:
     """The studio on the starter model (loaded before the first page), saving into `outdir`."""
 
-    def __init__(self, outdir: Path, settings_path: Path, settings: Settings | None = None):
-        self.state = ModelState(MODELS, Device.cpu_fp32())
+    def __init__(self, outdir: Path, settings_path: Path, settings: Settings | None = None, models: Path = MODELS):
+        self.state = ModelState(models, Device.cpu_fp32())
         status = self.state.load("starter")
         assert status.startswith("Loaded starter"), status
         self.studio = Studio(self.state, settings or Settings(), settings_path, outdir)
@@ -57,3 +57,28 @@ def wait_until(condition, timeout: float = 60.0, every: float = 0.2, message: st
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+def models_with_test_controlnets(folder: Path) -> Path:
+    """A models folder: the starter checkpoint (copied: links out of the folder are refused) and random
+    ControlNets shaped for it, one for canny and one for openpose, as diffusers folders."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.models import UNetConfig
+    from engine.models.controlnet import ControlNetConfig, ControlNetModel
+    shutil.copytree(MODELS / "Stable-diffusion" / "starter", folder / "Stable-diffusion" / "starter")
+    unet = json.loads((MODELS / "Stable-diffusion" / "starter" / "unet" / "config.json").read_text())
+    config = {**unet, "conditioning_embedding_out_channels": [16, 32, 96]}   # f=4 latents: two stride-2 steps
+    for i, name in enumerate(("control_test_canny", "control_test_openpose")):
+        torch.manual_seed(i)
+        model = ControlNetModel(ControlNetConfig.from_dict(config))
+        target = folder / "ControlNet" / name
+        target.mkdir(parents=True)
+        (target / "config.json").write_text(json.dumps(config))
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  target / "diffusion_pytorch_model.safetensors")
+    return folder

@@ -151,3 +151,17 @@ def test_auth_guards_the_page(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_controlnet_models_filtered_by_mode_and_pixel_perfect_resolution():
+    import numpy as np
+    from ui.controlnet import models_for, pixel_perfect_resolution
+    names = ["control_v11p_sd15_canny.pth", "control_v11p_sd15_openpose.pth", "control_sd15_hed.pth",
+             "starter-edges", "control_v11e_sd15_shuffle.safetensors"]
+    assert models_for("canny", names) == ["control_v11p_sd15_canny.pth", "starter-edges"]
+    assert models_for("softedge", names) == ["control_sd15_hed.pth", "starter-edges"]
+    assert models_for("openpose", names) == ["control_v11p_sd15_openpose.pth"]
+    picture = np.zeros((300, 400, 3), np.uint8)           # A1111: the short side scaled as the picture will be
+    assert pixel_perfect_resolution(picture, 512, 512, "Crop and resize") == 512
+    assert pixel_perfect_resolution(picture, 512, 512, "Resize and fill") == 384
+    assert pixel_perfect_resolution(picture, 768, 512, "Just resize") == 576

@@ -4,20 +4,24 @@ ControlNet and Consistency tabs join `TABS` from their own modules; nothing else
 """
 import gradio as gr
 
-from . import img2img, png_info, settings_tab, txt2img
+from extensions import ExtensionAPI, load_extensions
+
+from . import controlnet, img2img, png_info, settings_tab, txt2img
 from .jobs import PROGRESS_CSS as CSS  # noqa: F401  (passed to launch())
 from .model_state import DEMO_NOTE
 from .results import wire_send_buttons
 from .settings_tab import model_status
 from .studio import Studio, Tab
 
-GENERATING_TABS: list[Tab] = [txt2img.TAB, img2img.TAB]
+GENERATING_TABS: list[Tab] = [txt2img.TAB, img2img.TAB, controlnet.TAB]
 TABS: list[Tab] = [*GENERATING_TABS, png_info.TAB, settings_tab.TAB]
 STATUS_SECONDS = 2.0
 
 
 def build_app(studio: Studio, tabs: list[Tab] | None = None) -> gr.Blocks:
     studio.declared = list(tabs or TABS)
+    if studio.annotators is None:
+        studio.annotators = load_extensions(ExtensionAPI(studio.state.models_dir / "annotators"))
     with gr.Blocks(title="Stable Diffusion studio") as app:
         with gr.Row():
             gr.Markdown("## Stable Diffusion studio")

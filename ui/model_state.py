@@ -4,7 +4,8 @@ import threading
 from pathlib import Path
 
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
-from engine.loading.catalog import list_checkpoints, list_vaes
+from engine.loading.catalog import list_checkpoints, list_controlnets, list_vaes
+from engine.loading.controlnet import load_controlnet
 
 STARTER_NAME = "starter"
 AUTOMATIC_VAE = "Automatic"
@@ -24,6 +25,7 @@ class ModelState:
         self.vae_choice = AUTOMATIC_VAE        # applied to every model loaded
         self.loads = 0                         # bumps on each successful load (the UI follows the native size)
         self._lock = threading.Lock()          # one load or generation at a time
+        self._controlnets: dict[Path, object] = {}   # loaded ControlNets by file, the two most recent
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -39,6 +41,23 @@ class ModelState:
 
     def vae_names(self) -> list[str]:
         return [AUTOMATIC_VAE] + [str(p.relative_to(self.vae_dir)) for p in list_vaes(self.vae_dir)]
+
+    @property
+    def controlnet_dir(self) -> Path:
+        return self.models_dir / "ControlNet"
+
+    def controlnet_names(self) -> list[str]:
+        return [str(p.relative_to(self.controlnet_dir)) for p in list_controlnets(self.controlnet_dir)]
+
+    def controlnet(self, name: str):
+        """The ControlNet of that name in models/ControlNet, loaded once (on the model's device and dtype)."""
+        path = self.resolve(name, self.controlnet_dir)
+        if path not in self._controlnets:
+            model = load_controlnet(path, self.device.dtype, self.device.device)
+            while len(self._controlnets) >= 2:
+                self._controlnets.pop(next(iter(self._controlnets)))
+            self._controlnets[path] = model
+        return self._controlnets[path]
 
     def checkpoint_names(self) -> list[str]:
         return [str(p.relative_to(self.checkpoint_dir)) for p in list_checkpoints(self.checkpoint_dir)]

@@ -18,6 +18,7 @@ from .studio import Studio
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
+GROUP = "ControlNet "     # destinations "ControlNet <mode>" share one button and a mode chooser
 
 
 @dataclass
@@ -41,10 +42,17 @@ def results_panel(studio: Studio, tab_id: str, last_seed: gr.State) -> ResultsPa
     gallery = gr.Gallery(label="Output", columns=2, height=360, object_fit="contain", elem_id=f"{tab_id}_gallery")
     info = gr.Textbox(label="Generation parameters", lines=4, interactive=False, elem_id=f"{tab_id}_info")
     results, selected = gr.State([]), gr.State(0)
+    names = studio.destination_names
+    grouped = [n.removeprefix(GROUP) for n in names if n.startswith(GROUP)]
     with gr.Row():
-        for name in studio.destination_names:
+        for name in (n for n in names if not n.startswith(GROUP)):
             button = gr.Button(f"Send to {name}", size="sm", elem_id=f"{tab_id}_send_to_{name}")
-            studio.pending_sends.append((button, name, results, selected))
+            studio.pending_sends.append((button, [name], None, results, selected))
+        if grouped:
+            chooser = gr.Dropdown(grouped, value=grouped[0], show_label=False, container=False, min_width=100,
+                                  elem_id=f"{tab_id}_send_to_controlnet_mode")
+            button = gr.Button("Send to ControlNet", size="sm", elem_id=f"{tab_id}_send_to_controlnet")
+            studio.pending_sends.append((button, [GROUP + g for g in grouped], chooser, results, selected))
 
     def on_select(results, event: gr.SelectData):
         index = event.index if isinstance(event.index, int) else 0
@@ -121,30 +129,33 @@ def _save(studio: Studio, tab: str, result) -> str:
 
 def wire_send_buttons(studio: Studio) -> None:
     """Connect every "Send to ..." button now that all destinations are registered."""
-    for button, name, results, selected in studio.pending_sends:
-        target = studio.destinations.get(name)
-        if target is None:
+    from engine.infotext import parse_infotext
+    for button, names, chooser, results, selected in studio.pending_sends:
+        targets = [studio.destinations[n] for n in names if n in studio.destinations]
+        if not targets:
             button.visible = False
             continue
-        outputs = [c for c in (target.image, target.prompt, target.negative, studio.tabs, target.subtabs) if c]
+        outputs = []
+        for t in targets:
+            outputs += [c for c in (t.image, t.prompt, t.negative, t.subtabs) if c is not None and c not in outputs]
+        outputs.append(studio.tabs)
 
-        def send(results, selected, target=target):
+        def send(results, selected, choice=None, targets=targets, outputs=outputs):
             if not results:
                 raise gr.Error("Generate a picture first.")
+            target = next((t for t in targets if t.name.endswith(" " + str(choice))), targets[0])
             image, infotext = results[min(selected, len(results) - 1)]
-            from engine.infotext import parse_infotext
-            fields = parse_infotext(infotext)
             picture = _as_image(image)
-            if isinstance(target.image, gr.ImageEditor):       # the inpaint canvas: the picture, nothing painted yet
+            if isinstance(target.image, gr.ImageEditor):       # a canvas: the picture, nothing painted yet
                 picture = {"background": picture, "layers": [], "composite": picture}
-            values = [picture]
-            values += [fields.get("Prompt", "")] if target.prompt else []
-            values += [fields.get("Negative prompt", "")] if target.negative else []
-            values += [gr.Tabs(selected=target.tab_id)]
-            values += [gr.Tabs(selected=target.subtab_id)] if target.subtabs else []
-            return values
+            fields = parse_infotext(infotext)
+            values = {target.image: picture, target.subtabs: gr.Tabs(selected=target.subtab_id),
+                      target.prompt: fields.get("Prompt", ""), target.negative: fields.get("Negative prompt", ""),
+                      studio.tabs: gr.Tabs(selected=target.tab_id)}
+            return [values[c] if c in values else gr.skip() for c in outputs]
 
-        button.click(send, [results, selected], outputs, queue=False)
+        inputs = [results, selected] + ([chooser] if chooser is not None else [])
+        button.click(send, inputs, outputs, queue=False)
 
 
 def _as_image(image):

@@ -47,8 +47,10 @@ class Studio:
     tabs: gr.Tabs | None = None
     destinations: dict[str, Destination] = field(default_factory=dict)
     size_sliders: list[tuple] = field(default_factory=list)     # (width, height) pairs to follow the model
-    pending_sends: list[tuple] = field(default_factory=list)    # (button, destination name, results, selected)
+    pending_sends: list[tuple] = field(default_factory=list)    # (button, names, chooser, results, selected)
     forms: dict[str, tuple] = field(default_factory=dict)       # tab id -> (PromptBox, SamplingControls)
+    annotators: object = None                                   # extensions.ExtensionAPI: ControlNet preprocessors
+    controlnet_tabs: gr.Tabs | None = None
 
     @property
     def destination_names(self) -> list[str]:

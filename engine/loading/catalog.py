@@ -26,3 +26,8 @@ def list_vaes(folder: Path) -> list[Path]:
              and not p.parent.joinpath("config.json").is_file()]
     found += [p.parent for p in folder.rglob("config.json")]
     return sorted(found, key=lambda p: str(p.relative_to(folder)).lower())
+
+
+def list_controlnets(folder: Path) -> list[Path]:
+    """ControlNet files (original or diffusers single files) and diffusers ControlNet folders in models/ControlNet."""
+    return list_vaes(folder)     # the same layout: weight files, or folders with a config.json

@@ -1,0 +1,85 @@
+"""The ControlNet tab in a real headless Chromium: canny (upload, preview the map, generate) and openpose
+(no annotator weights: the tab names the file it needs, and "none" takes a pose picture as it is)."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.browser import RunningApp, launch_chromium, models_with_test_controlnets, wait_until
+from tests.test_browser import open_tab, saved, set_number, wait_done
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cn-app")
+    running = RunningApp(root / "outputs", root / "settings.json", models=models_with_test_controlnets(root / "models"))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    with playwright_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app.url)
+        page.wait_for_selector("#page_ready .ready", state="attached")
+        open_tab(page, "ControlNet")
+        yield page
+        browser.close()
+
+
+def shown_image(page, selector) -> np.ndarray:
+    src = page.locator(f"{selector} img").first.get_attribute("src")
+    body = page.request.get(src).body() if not src.startswith("data:") else __import__("base64").b64decode(
+        src.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(body)).convert("L"))
+
+
+def test_canny_tab_previews_the_map_and_generates_with_it(page, app, tmp_path):
+    picture = np.full((64, 64, 3), 255, np.uint8)
+    picture[16:48, 16:48] = (220, 30, 30)
+    Image.fromarray(picture).save(tmp_path / "square.png")
+    page.get_by_role("tab", name="canny", exact=True).click()
+    page.set_input_files("#cn_canny_image input[type=file]", str(tmp_path / "square.png"))
+    wait_until(lambda: page.locator("#cn_canny_image img").count() > 0, 20, message="the upload")
+    set_number(page, "cn_canny_steps", 8)
+    page.fill("#cn_canny_prompt textarea", "a red square in the center on a white background")
+    page.click("#cn_canny_preview_map")
+    wait_until(lambda: page.locator("#cn_canny_map img").count() > 0, 30, message="the detected map")
+    expected = app.studio.annotators.run("canny", picture, 512)
+    shown = shown_image(page, "#cn_canny_map")
+    assert np.array_equal(shown, expected)
+    assert page.locator("#cn_canny_model input").input_value() == "control_test_canny"
+    before = saved(app, "controlnet")
+    page.click("#cn_canny_generate")
+    wait_done(page, "cn_canny")
+    info = page.locator("#cn_canny_info textarea").input_value()
+    assert 'ControlNet 0: "Module: canny, Model: control_test_canny, Weight: 1' in info
+    assert len(saved(app, "controlnet")) == len(before) + 1
+
+
+def test_openpose_tab_names_missing_weights_and_takes_a_pose_picture(page, app, tmp_path):
+    pose = Image.new("RGB", (64, 64), "black")
+    pose.paste((255, 0, 0), (30, 10, 34, 50))
+    pose.save(tmp_path / "pose.png")
+    page.get_by_role("tab", name="openpose", exact=True).click()
+    assert page.locator("#cn_openpose_preprocessor input").input_value() == "none"
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name="openpose", exact=True).click()
+    wait_until(lambda: "body_pose_model.pth" in page.inner_text("#cn_openpose_note"), 10, message="the note")
+    assert "annotators" in page.inner_text("#cn_openpose_note")
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name="none", exact=True).click()
+    page.set_input_files("#cn_openpose_image input[type=file]", str(tmp_path / "pose.png"))
+    wait_until(lambda: page.locator("#cn_openpose_image img").count() > 0, 20, message="the upload")
+    page.click("#cn_openpose_preview_map")
+    wait_until(lambda: page.locator("#cn_openpose_map img").count() > 0, 30, message="the map")
+    assert np.array_equal(shown_image(page, "#cn_openpose_map"), np.asarray(pose.convert("L")))
+    set_number(page, "cn_openpose_steps", 6)
+    page.click("#cn_openpose_generate")
+    wait_done(page, "cn_openpose")
+    assert "Module: none, Model: control_test_openpose" in page.locator("#cn_openpose_info textarea").input_value()
