@@ -208,3 +208,17 @@ def test_vae_approx_preview_with_real_weights():
     for image in (approx(red), linear_preview(red)):
         r, g, b = image[0].mean(dim=(1, 2)).tolist()
         assert r > b
+
+
+def test_controlnet_with_inpainting_changes_only_the_masked_part(pipe):
+    from engine.control import ControlUnit
+    from engine.models.controlnet import ControlNetConfig, ControlNetModel
+    torch.manual_seed(5)
+    net = ControlNetModel(ControlNetConfig(pipe.unet.config, conditioning_embedding_out_channels=(16, 32))).eval()
+    edges = Image.fromarray((np.indices((64, 64)).sum(axis=0) % 8 < 2).astype(np.uint8) * 255).convert("RGB")
+    base = dict(init_image=checkerboard(), mask=half_mask(), mask_blur=0, denoising_strength=0.8, sampler="Euler")
+    plain = arrays(pipe.generate(request(**base)))[0]
+    controlled = pipe.generate(request(**base, control_units=[ControlUnit(net, edges, weight=1.5)]))
+    ours = arrays(controlled)[0]
+    assert np.array_equal(ours[:, :32], plain[:, :32])            # outside the mask: the original pixels
+    assert np.abs(ours[:, 32:] - plain[:, 32:]).max() > 10        # inside: the control map had its say
