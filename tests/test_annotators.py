@@ -81,7 +81,7 @@ def test_shuffle_is_seeded_and_mlsd_opencv_finds_the_squares_sides(api):
 
 
 def test_missing_weights_are_named_and_none_of_the_free_ones_need_any(api):
-    for name in ("softedge_pidinet", "mlsd", "openpose"):
+    for name in ("softedge_pidinet", "mlsd", "openpose", "depth_midas", "softedge_hed", "lineart_realistic"):
         assert api.availability(name).startswith(f"{name} needs ") and str(api.weights_dir) in api.availability(name)
         with pytest.raises(AnnotatorUnavailable, match=api.preprocessors[name].weights[0]):
             api.run(name, square_picture())

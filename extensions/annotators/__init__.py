@@ -36,3 +36,12 @@ def register(api) -> None:
                      threshold_a=Slider("Normal background threshold", 0, 1, 0.4, 0.01),
                      note="the upload is a depth map (near = bright); A1111's MiDaS normal formula"))
     add(Preprocessor("shuffle", ("shuffle",), free.shuffle))
+    midas = ("dpt_hybrid-midas-501f0c75.pt",)
+    add(Preprocessor("depth_midas", ("depth",), nets.depth_midas, weights=midas))
+    add(Preprocessor("normal_midas", ("normal",), nets.normal_midas, weights=midas,
+                     threshold_a=Slider("Normal background threshold", 0, 1, 0.4, 0.01)))
+    add(Preprocessor("softedge_hed", ("softedge",), nets.hed_with(False), weights=("ControlNetHED.pth",)))
+    add(Preprocessor("scribble_hed", ("scribble",), nets.hed_with(True), weights=("ControlNetHED.pth",)))
+    lineart = ("sk_model.pth", "sk_model2.pth")
+    add(Preprocessor("lineart_realistic", ("lineart",), nets.lineart_with(False), weights=lineart))
+    add(Preprocessor("lineart_coarse", ("lineart",), nets.lineart_with(True), weights=lineart))

@@ -77,3 +77,45 @@ def openpose(image, resolution, a=None, b=None, weights_dir=None):
     return _at(image, resolution, lambda img: model(img, detect_resolution=img.shape[0],
                                                     image_resolution=img.shape[0], include_body=True,
                                                     output_type="np"))
+
+
+@lru_cache(maxsize=2)
+def _detector(kind: str, folder: Path):
+    """controlnet-aux detectors that take a local folder (never a hub name: a missing file fails, no download)."""
+    if kind == "midas":
+        from controlnet_aux.midas import MidasDetector
+        return MidasDetector.from_pretrained(str(folder), filename="dpt_hybrid-midas-501f0c75.pt")
+    if kind == "hed":
+        from controlnet_aux.hed import HEDdetector
+        return HEDdetector.from_pretrained(str(folder), filename="ControlNetHED.pth")
+    from controlnet_aux.lineart import LineartDetector
+    return LineartDetector.from_pretrained(str(folder), filename="sk_model.pth", coarse_filename="sk_model2.pth")
+
+
+def depth_midas(image, resolution, a=None, b=None, weights_dir=None):
+    model = _detector("midas", Path(weights_dir))
+    return _at(image, resolution, lambda img: model(img, detect_resolution=img.shape[0],
+                                                    image_resolution=img.shape[0], output_type="np"))
+
+
+def normal_midas(image, resolution, background_threshold, b=None, weights_dir=None):
+    model = _detector("midas", Path(weights_dir))
+    return _at(image, resolution, lambda img: model(img, bg_th=background_threshold, depth_and_normal=True,
+                                                    detect_resolution=img.shape[0], image_resolution=img.shape[0],
+                                                    output_type="np")[1])
+
+
+def hed_with(scribble: bool):
+    def hed(image, resolution, a=None, b=None, weights_dir=None):
+        model = _detector("hed", Path(weights_dir))
+        return _at(image, resolution, lambda img: model(img, detect_resolution=img.shape[0], scribble=scribble,
+                                                        image_resolution=img.shape[0], output_type="np"))
+    return hed
+
+
+def lineart_with(coarse: bool):
+    def lineart(image, resolution, a=None, b=None, weights_dir=None):
+        model = _detector("lineart", Path(weights_dir))
+        return _at(image, resolution, lambda img: model(img, coarse=coarse, detect_resolution=img.shape[0],
+                                                        image_resolution=img.shape[0], output_type="np"))
+    return lineart
