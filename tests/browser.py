@@ -68,7 +68,6 @@ def models_with_test_controlnets(folder: Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from engine.models import UNetConfig
     from engine.models.controlnet import ControlNetConfig, ControlNetModel
     shutil.copytree(MODELS / "Stable-diffusion" / "starter", folder / "Stable-diffusion" / "starter")
     unet = json.loads((MODELS / "Stable-diffusion" / "starter" / "unet" / "config.json").read_text())

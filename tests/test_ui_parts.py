@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ui.jobs import Job, Jobs, format_eta, progress_html
+from ui.jobs import Jobs, format_eta, progress_html
 from ui.png_info import form_values, read_parameters, sampler_and_schedule
 from ui.settings import Settings, load_settings, save_settings
 from webui import credentials
@@ -119,7 +119,7 @@ def test_share_offline_listen_and_no_models_still_serve(tmp_path):
     process, port, output = start_webui(tmp_path, "--share", "--listen", until="--share:")
     try:
         assert "Warning: --listen without --auth" in output
-        assert f"Share on your network: http://" in output and f":{port}" in output
+        assert "Share on your network: http://" in output and f":{port}" in output
         assert "no public link could be made" in output
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
         assert "Stable Diffusion studio" in page

@@ -7,7 +7,7 @@ import gradio as gr
 from extensions import ExtensionAPI, load_extensions
 
 from . import controlnet, img2img, png_info, settings_tab, txt2img
-from .jobs import PROGRESS_CSS as CSS  # noqa: F401  (passed to launch())
+from .jobs import PROGRESS_CSS
 from .model_state import DEMO_NOTE
 from .results import wire_send_buttons
 from .settings_tab import model_status
@@ -16,6 +16,7 @@ from .studio import Studio, Tab
 GENERATING_TABS: list[Tab] = [txt2img.TAB, img2img.TAB, controlnet.TAB]
 TABS: list[Tab] = [*GENERATING_TABS, png_info.TAB, settings_tab.TAB]
 STATUS_SECONDS = 2.0
+CSS = PROGRESS_CSS          # passed to launch()
 
 
 def build_app(studio: Studio, tabs: list[Tab] | None = None) -> gr.Blocks:

@@ -23,7 +23,8 @@ DEFAULT_PREPROCESSOR = {"canny": "canny", "scribble": "invert", "lineart": "line
                         "shuffle": "shuffle", "normal": "depth_to_normal", "softedge": "softedge_pidinet",
                         "openpose": "openpose"}
 NONE_NOTE = "none: the upload is already a control map."
-RESIZE_LABELS = {"Just resize": "Just Resize", "Crop and resize": "Crop and Resize", "Resize and fill": "Resize and Fill"}
+RESIZE_LABELS = {"Just resize": "Just Resize", "Crop and resize": "Crop and Resize",   # as the extension's infotext
+                 "Resize and fill": "Resize and Fill"}
 
 
 def models_for(mode: str, names: list[str]) -> list[str]:
@@ -85,7 +86,8 @@ def build_mode(studio: Studio, mode: str) -> None:
                 detected = gr.Image(label="Detected map", type="numpy", interactive=False, height=320,
                                     elem_id=f"{tab_id}_map", format="png")
             with gr.Row():
-                preprocessor = gr.Dropdown(choices, value=default, label="Preprocessor", elem_id=f"{tab_id}_preprocessor")
+                preprocessor = gr.Dropdown(choices, value=default, label="Preprocessor",
+                                           elem_id=f"{tab_id}_preprocessor")
                 preview = gr.Button("Preview map", size="sm", elem_id=f"{tab_id}_preview_map")
                 use_map = gr.Button("Use map as input", size="sm", elem_id=f"{tab_id}_use_map")
             note = gr.Markdown(NONE_NOTE if default == "none" else api.preprocessors[default].note,

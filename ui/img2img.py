@@ -32,8 +32,8 @@ def build(studio: Studio) -> None:
         with gr.Column(scale=3):
             with gr.Tabs(selected="img2img_upload") as subtabs:
                 with gr.Tab("img2img", id="img2img_upload") as plain_tab:
-                    init_image = gr.Image(label="Picture", type="pil", image_mode="RGBA", sources=["upload", "clipboard"],
-                                          height=320, elem_id="img2img_image")
+                    init_image = gr.Image(label="Picture", type="pil", image_mode="RGBA",
+                                          sources=["upload", "clipboard"], height=320, elem_id="img2img_image")
                 with gr.Tab("Inpaint", id="img2img_inpaint") as inpaint_tab:
                     editor = gr.ImageMask(label="Picture (paint the area to repaint)", type="pil", height=320,
                                           sources=["upload", "clipboard"], elem_id="img2img_inpaint_image",

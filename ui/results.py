@@ -11,6 +11,7 @@ from PIL import Image
 from engine import EngineError, GenerationRequest
 from engine.preview import Previewer, VAEApprox, find_vae_approx
 from engine.images import to_pil
+from engine.infotext import parse_infotext
 
 from .jobs import progress_html
 from .outputs import save_image
@@ -129,7 +130,6 @@ def _save(studio: Studio, tab: str, result) -> str:
 
 def wire_send_buttons(studio: Studio) -> None:
     """Connect every "Send to ..." button now that all destinations are registered."""
-    from engine.infotext import parse_infotext
     for button, names, chooser, results, selected in studio.pending_sends:
         targets = [studio.destinations[n] for n in names if n in studio.destinations]
         if not targets:

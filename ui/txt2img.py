@@ -20,7 +20,8 @@ def build(studio: Studio) -> None:
         yield from run_generation(studio, "txt2img", build_request(box, controls, values))
 
     box.generate.click(run, {box.prompt, box.negative, *controls.components()}, panel.outputs(),
-                       concurrency_limit=1, concurrency_id="generate", show_progress="minimal", show_progress_on=panel.progress)
+                       concurrency_limit=1, concurrency_id="generate", show_progress="minimal",
+                       show_progress_on=panel.progress)
 
 
 TAB = Tab("txt2img", "txt2img", build)
