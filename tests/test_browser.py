@@ -191,7 +191,7 @@ def test_the_queue_serves_two_browser_tabs_one_at_a_time(browser, app):
         for page in (first, second):
             page.goto(app.url)
             page.wait_for_selector("#page_ready .ready", state="attached")
-        set_number(first, "txt2img_steps", 150)
+        set_number(first, "txt2img_steps", 60)
         set_number(first, "txt2img_batch_count", 3)
         set_number(second, "txt2img_steps", 10)
         before = len(saved(app, "txt2img"))
