@@ -56,3 +56,31 @@ def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path):
     train_unet.main(["--steps", "3", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(fresh),
                      "--init-from", str(tmp_path / "starter")])
     assert torch.load(fresh / "unet.pt", weights_only=False)["step"] == 3   # continued from step 2
+
+
+def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path):
+    """Zero convolutions: before training the ControlNet changes nothing; a few steps later it loads in the
+    app's loader and runs in a generation."""
+    from engine.control import ControlUnit
+    from engine.loading.controlnet import load_controlnet
+    from training import train_controlnet
+    runs = tmp_path / "runs"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(runs)])
+    train_unet.main(["--steps", "1", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(runs)])
+    starter = tmp_path / "starter"
+    export.main(["--runs", str(runs), "--out", str(starter)])
+    unet, _ = train_controlnet.frozen_starter(starter)
+    net = train_controlnet.controlnet_from_unet(unet)
+    down, mid = net(torch.randn(1, 4, 16, 16), 500, torch.randn(1, 77, 128), torch.rand(1, 3, 64, 64))
+    assert all(d.abs().max() == 0 for d in down) and mid.abs().max() == 0
+    common = ["--kind", "edges", "--batch", "2", "--starter", str(starter), "--runs", str(runs)]
+    train_controlnet.main([*common, "--steps", "2"])
+    train_controlnet.main([*common, "--steps", "3"])
+    assert torch.load(runs / "controlnet-edges.pt", weights_only=False)["step"] == 3
+    train_controlnet.main([*common, "--export", "--out", str(tmp_path / "starter-edges")])
+    loaded = load_controlnet(tmp_path / "starter-edges")
+    pipe = load_pipeline(starter, Device.cpu_fp32())
+    edges = render_edges(scene_for(3)[0])
+    result = pipe.generate(GenerationRequest(prompt="a red circle", steps=2, width=64, height=64, seed=1,
+                                             control_units=[ControlUnit(loaded, edges)]))
+    assert result.images[0].size == (64, 64)
