@@ -83,3 +83,17 @@ def test_openpose_tab_names_missing_weights_and_takes_a_pose_picture(page, app, 
     page.click("#cn_openpose_generate")
     wait_done(page, "cn_openpose")
     assert "Module: none, Model: control_test_openpose" in page.locator("#cn_openpose_info textarea").input_value()
+
+
+def test_units_of_other_tabs_join_when_marked(page, app):
+    """After the two tests above: the openpose unit, marked "also use", joins a generation from canny."""
+    page.get_by_role("tab", name="openpose", exact=True).click()
+    page.locator("#cn_openpose_also_use input").check()
+    page.get_by_role("tab", name="canny", exact=True).click()
+    before = len(saved(app, "controlnet"))
+    page.click("#cn_canny_generate")
+    wait_until(lambda: len(saved(app, "controlnet")) > before, 120, message="the combined run")
+    info = wait_until(lambda: "ControlNet 1" in (text := page.locator("#cn_canny_info textarea").input_value())
+                      and text, 20, message="its parameters")
+    assert 'ControlNet 0: "Module: canny, Model: control_test_canny' in info
+    assert 'ControlNet 1: "Module: none, Model: control_test_openpose' in info

@@ -1,8 +1,10 @@
 """The ControlNet tab: one sub-tab per mode (canny, mlsd, ...), each a control image, a preprocessor with a
 preview of its map, a model filtered to the mode, the unit settings of A1111's extension, and txt2img's
 generation settings."""
-import numpy as np
+from dataclasses import dataclass, fields
+
 import gradio as gr
+import numpy as np
 from PIL import Image
 
 from engine import EngineError
@@ -61,7 +63,8 @@ def as_array(value) -> np.ndarray | None:
     return np.asarray(image.convert("RGB"))
 
 
-def build_mode(studio: Studio, mode: str) -> None:
+def build_mode(studio: Studio, mode: str):
+    """Lay out one mode's sub-tab; returns (UnitForm, prompt box, sampling controls, results panel)."""
     api, state = studio.annotators, studio.state
     tab_id = f"cn_{mode}"
     last_seed = gr.State(None)
@@ -112,6 +115,8 @@ def build_mode(studio: Studio, mode: str) -> None:
             with gr.Row():
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="Crop and resize", label="Resize mode")
                 guess_mode = gr.Checkbox(False, label="Guess mode (no prompt needed)")
+            also_use = gr.Checkbox(False, label="Also use this unit when generating from another ControlNet tab",
+                                   elem_id=f"{tab_id}_also_use")
             controls = sampling_controls(studio, tab_id, last_seed)
         with gr.Column(scale=2):
             panel = results_panel(studio, tab_id, last_seed)
@@ -130,25 +135,12 @@ def build_mode(studio: Studio, mode: str) -> None:
     refresh.click(lambda: gr.Dropdown(choices=models_for(mode, state.controlnet_names())), outputs=model,
                   queue=False)
 
-    def control_map(image, name, res, perfect, a, b, width, height, resize):
-        picture = as_array(image)
-        if picture is None:
-            raise gr.Error("Upload a control image first." if mode != "scribble" else "Draw or upload first.")
-        if name == "none":
-            return picture, "none", None
-        if perfect:
-            res = pixel_perfect_resolution(picture, int(width), int(height), resize)
-        try:
-            return api.run(name, picture, int(res), a, b), name, int(res)
-        except AnnotatorUnavailable as e:
-            raise gr.Error(str(e)) from e
-
     def on_preview(image, name, res, perfect, a, b, width, height, resize):
-        return control_map(image, name, res, perfect, a, b, width, height, resize)[0]
+        return control_map(api, mode, image, name, res, perfect, a, b, width, height, resize)[0]
 
-    map_inputs = [upload, preprocessor, resolution, pixel_perfect, threshold_a, threshold_b, controls.width,
-                  controls.height, resize_mode]
-    preview.click(on_preview, map_inputs, detected)
+    preview.click(on_preview, [upload, preprocessor, resolution, pixel_perfect, threshold_a, threshold_b,
+                               controls.width, controls.height, resize_mode], detected)
+
     def on_use_map(detected_map):
         if detected_map is None:
             raise gr.Error("Preview a map first.")
@@ -157,28 +149,81 @@ def build_mode(studio: Studio, mode: str) -> None:
         return value, "none"
 
     use_map.click(on_use_map, detected, [upload, preprocessor], queue=False)
+    return UnitForm(mode, upload, preprocessor, resolution, pixel_perfect, threshold_a, threshold_b, model, weight,
+                    start, end, control_mode, resize_mode, guess_mode, also_use), box, controls, panel
 
+
+@dataclass
+class UnitForm:
+    """One mode's ControlNet unit as laid out on its sub-tab."""
+    mode: str
+    upload: gr.components.Component
+    preprocessor: gr.Dropdown
+    resolution: gr.Slider
+    pixel_perfect: gr.Checkbox
+    threshold_a: gr.Slider
+    threshold_b: gr.Slider
+    model: gr.Dropdown
+    weight: gr.Slider
+    start: gr.Slider
+    end: gr.Slider
+    control_mode: gr.Radio
+    resize_mode: gr.Radio
+    guess_mode: gr.Checkbox
+    also_use: gr.Checkbox
+
+    def components(self) -> list:
+        return [getattr(self, f.name) for f in fields(self) if f.name != "mode"]
+
+
+def control_map(api, mode, image, name, res, perfect, a, b, width, height, resize):
+    """(map as an array, preprocessor used, processor resolution or None)."""
+    picture = as_array(image)
+    if picture is None:
+        raise gr.Error(f"ControlNet {mode}: " + ("draw or upload first." if mode == "scribble"
+                                                 else "upload a control image first."))
+    if name == "none":
+        return picture, "none", None
+    if perfect:
+        res = pixel_perfect_resolution(picture, int(width), int(height), resize)
+    try:
+        return api.run(name, picture, int(res), a, b), name, int(res)
+    except AnnotatorUnavailable as e:
+        raise gr.Error(str(e)) from e
+
+
+def make_unit(studio: Studio, form: UnitForm, values: dict, width: int, height: int) -> ControlUnit:
+    """The engine's unit from a sub-tab's values, its map made for a width x height picture."""
+    v = {c: values[c] for c in form.components()}
+    if not v[form.model]:
+        raise gr.Error(f"ControlNet {form.mode}: choose a model - put one in {studio.state.controlnet_dir} "
+                       f"(e.g. control_v11p_sd15_{form.mode}.pth) and press Refresh.")
+    image, used, res = control_map(studio.annotators, form.mode, v[form.upload], v[form.preprocessor],
+                                   v[form.resolution], v[form.pixel_perfect], v[form.threshold_a],
+                                   v[form.threshold_b], width, height, v[form.resize_mode])
+    try:
+        net = studio.state.controlnet(v[form.model])
+    except (EngineError, FileNotFoundError) as e:
+        raise gr.Error(f"ControlNet {v[form.model]}: {e}") from e
+    infotext = (f"Module: {used}, Model: {v[form.model]}, Weight: {v[form.weight]}, "
+                f"Resize Mode: {RESIZE_LABELS[v[form.resize_mode]]}, Processor Res: {res or 'none'}, "
+                f"Guidance Start: {v[form.start]}, Guidance End: {v[form.end]}, "
+                f"Pixel Perfect: {v[form.pixel_perfect]}, Control Mode: {v[form.control_mode]}")
+    rgb = image if image.ndim == 3 else np.stack([image] * 3, axis=2)
+    return ControlUnit(net, Image.fromarray(rgb), weight=float(v[form.weight]), guidance_start=float(v[form.start]),
+                       guidance_end=float(v[form.end]), control_mode=v[form.control_mode],
+                       resize_mode=v[form.resize_mode], guess_mode=bool(v[form.guess_mode]), infotext=infotext)
+
+
+def wire_generate(studio: Studio, own: UnitForm, box, controls, panel, forms: list[UnitForm]) -> None:
+    """Generate on a mode's sub-tab: its own unit, plus every other sub-tab's unit marked "also use"."""
     def run(values):
-        if not values[model]:
-            raise gr.Error(f"Choose a ControlNet model: put one for {mode} in {state.controlnet_dir} "
-                           f"(e.g. control_v11p_sd15_{mode}.pth) and press Refresh.")
-        image, used, res = control_map(*(values[c] for c in map_inputs))
-        try:
-            net = state.controlnet(values[model])
-        except (EngineError, FileNotFoundError) as e:
-            raise gr.Error(f"ControlNet {values[model]}: {e}") from e
-        label = RESIZE_LABELS[values[resize_mode]]
-        infotext = (f"Module: {used}, Model: {values[model]}, Weight: {values[weight]}, Resize Mode: {label}, "
-                    f"Processor Res: {res or 'none'}, Guidance Start: {values[start]}, Guidance End: {values[end]}, "
-                    f"Pixel Perfect: {values[pixel_perfect]}, Control Mode: {values[control_mode]}")
-        unit = ControlUnit(net, Image.fromarray(image if image.ndim == 3 else np.stack([image] * 3, axis=2)),
-                           weight=float(values[weight]), guidance_start=float(values[start]),
-                           guidance_end=float(values[end]), control_mode=values[control_mode],
-                           resize_mode=values[resize_mode], guess_mode=bool(values[guess_mode]), infotext=infotext)
-        yield from run_generation(studio, "controlnet", build_request(box, controls, values, control_units=[unit]))
+        width, height = int(values[controls.width]), int(values[controls.height])
+        units = [make_unit(studio, own, values, width, height)]
+        units += [make_unit(studio, f, values, width, height) for f in forms if f is not own and values[f.also_use]]
+        yield from run_generation(studio, "controlnet", build_request(box, controls, values, control_units=units))
 
-    inputs = {box.prompt, box.negative, *controls.components(), *map_inputs, model, weight, start, end,
-              control_mode, guess_mode}
+    inputs = {box.prompt, box.negative, *controls.components(), *[c for f in forms for c in f.components()]}
     box.generate.click(run, inputs, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
                        show_progress="minimal", show_progress_on=panel.progress)
 
@@ -186,10 +231,14 @@ def build_mode(studio: Studio, mode: str) -> None:
 def build(studio: Studio) -> None:
     gr.Markdown("ControlNet models go in `models/ControlNet` (A1111's file names, e.g. `control_v11p_sd15_canny.pth`);"
                 " annotator weights in `models/annotators`. Preprocessor **none** uses the upload as the map.")
+    built = []
     with gr.Tabs() as studio.controlnet_tabs:
         for mode in MODES:
             with gr.Tab(mode, id=f"cn_{mode}"):
-                build_mode(studio, mode)
+                built.append(build_mode(studio, mode))
+    forms = [form for form, *_ in built]
+    for form, box, controls, panel in built:
+        wire_generate(studio, form, box, controls, panel, forms)
 
 
 TAB = Tab("controlnet", "ControlNet", build, receives=tuple(f"ControlNet {m}" for m in MODES))
