@@ -65,18 +65,18 @@ class Jobs:
                 self.current = None
 
     def interrupt(self) -> str:
-        with self._lock:
-            if self.current is None:
-                return "Nothing is running."
-            self.current.interrupted = True
-            return "Interrupting ..."
+        return self._flag("interrupted", "Interrupting ...")
 
     def skip(self) -> str:
+        return self._flag("skip_requested", "Skipping the current batch ...")
+
+    def _flag(self, name: str, message: str) -> str:
+        """Raise a flag on the running job, which the engine polls before each model call."""
         with self._lock:
             if self.current is None:
                 return "Nothing is running."
-            self.current.skip_requested = True
-            return "Skipping the current batch ..."
+            setattr(self.current, name, True)
+            return message
 
 
 def format_eta(seconds: float | None) -> str:
