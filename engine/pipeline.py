@@ -25,6 +25,8 @@ from .prompts import PromptEncoder
 from .request import GenerationRequest, GenerationResult
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
 from .sampling import resolve_schedule
+from .sampling.consistency import guidance_embedding
+from .sampling.schedules import lcm
 from .tokenizer import CLIPTokenizer
 from .version import __version__
 
@@ -128,7 +130,8 @@ class Pipeline:
         seeds = [seed + (i if req.subseed_strength == 0 else 0) for i in range(total)]
         subseeds = [subseed + i for i in range(total)]
         cond = self.prompts(req.prompt, req.clip_skip)
-        uncond = self.prompts(req.negative_prompt, req.clip_skip) if req.cfg_scale != 1 else None
+        two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
+        uncond = self.prompts(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
 
         result = GenerationResult([], seeds, subseeds, [])
@@ -158,10 +161,21 @@ class Pipeline:
                 break
         return result
 
+    @property
+    def guidance_embedded(self) -> bool:
+        """An LCM-distilled UNet takes the guidance scale as an input (w-conditioning) instead of a CFG pass."""
+        return bool(self.unet.config.time_cond_proj_dim)
+
     def _steps_run(self, req: GenerationRequest) -> int:
-        if not req.is_img2img:
+        if not req.is_img2img or self._lcm_strength_grid(req):
             return req.steps
         return int(min(req.denoising_strength, 0.999) * req.steps) + 1
+
+    @staticmethod
+    def _lcm_strength_grid(req: GenerationRequest) -> bool:
+        """img2img on the LCM schedule takes `steps` timesteps from the strength's part of the grid, as
+        diffusers' LCM pipelines do, so one to four steps work at any strength."""
+        return req.is_img2img and resolve_schedule(req.sampler, req.schedule) == "LCM"
 
     @torch.no_grad()
     def _sample(self, req, seeds, subseeds, cond, uncond, source: Source | None, on_step, should_stop, should_skip):
@@ -191,17 +205,23 @@ class Pipeline:
                     init = init * keep
             if self.unet.config.in_channels == 9:
                 concat = inpaint_conditioning(self.encode_images, source.image, source.pixel_mask)
-            t_enc = int(min(req.denoising_strength, 0.999) * req.steps)
-            sigmas = sigmas[req.steps - t_enc - 1:]
+            if self._lcm_strength_grid(req):
+                sigmas = lcm(req.steps, self.schedule, req.denoising_strength).to(device)
+            else:
+                t_enc = int(min(req.denoising_strength, 0.999) * req.steps)
+                sigmas = sigmas[req.steps - t_enc - 1:]
             x = init + x * sigmas[0]
         if concat is not None:
             concat = concat.expand(n, -1, -1, -1).to(device)
 
         control = Control(req.control_units, req.width, req.height, sigmas, device) if req.control_units else None
+        w_embedding = None
+        if self.guidance_embedded:
+            w_embedding = guidance_embedding(torch.full((n,), req.cfg_scale - 1.0), self.unet.config.time_cond_proj_dim)
         conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
                                     None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
-                                    concat, control=control)
-        denoiser = Denoiser(self.unet, self.schedule, self.prediction_type)
+                                    concat, w_embedding if w_embedding is None else w_embedding.to(device), control)
+        denoiser = Denoiser(self.unet, self.schedule, self.prediction_type, spec.boundary)
         last = {}
 
         def model(x, sigma):
@@ -218,7 +238,8 @@ class Pipeline:
             last["denoised"] = denoised
             on_step(denoised)
 
-        options = {**spec.defaults, **({"eta": req.eta} if req.eta is not None else {}), "s_noise": req.s_noise}
+        options = {**spec.defaults, **({"eta": req.eta} if req.eta is not None else {}), "s_noise": req.s_noise,
+                   "sigma_min": self.schedule.sigma_min}
         options = {k: v for k, v in options.items() if k in spec.options}
         noise_sampler = noise if spec.noise == "ancestral" else None
         if spec.noise == "brownian":

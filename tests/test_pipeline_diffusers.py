@@ -138,3 +138,52 @@ def test_inpainting_unet_matches_inpaint_pipeline(models):
         width=SIZE, sigmas=sigmas.tolist(), guidance_scale=7, generator=generators([SEED]),
         output_type="np").images
     assert_images_agree(ours.images, ref)
+
+
+def lcm_distilled(models):
+    """The SD1.5 UNet with a guidance-embedding layer (time_cond_proj_dim 256, LCM_Dreamshaper_v7's layout)."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        unet = diffusers.UNet2DConditionModel(**SD15_UNET, time_cond_proj_dim=256).eval()
+        unet.load_state_dict({**models["unet"].state_dict(), **{k: v for k, v in unet.state_dict().items()
+                                                                if "cond_proj" in k}})
+    engine = models["engine"]
+    ours = Pipeline(engine_twin(UNet2DConditionModel, UNetConfig.from_dict(dict(unet.config)), unet), engine.vae,
+                    engine.text_encoder, engine.tokenizer, "epsilon", engine.device, "lcm-random.safetensors")
+    ours.model_hash = "0123456789"
+    return unet, ours
+
+
+def test_lcm_distilled_unet_matches_latent_consistency_pipeline(models):
+    """4 LCM steps with guidance 8 as a w-embedding, two images of consecutive seeds."""
+    unet, engine = lcm_distilled(models)
+    req = GenerationRequest(prompt=PROMPT, sampler="LCM", steps=4, cfg_scale=8, width=SIZE, height=SIZE, seed=SEED,
+                            batch_size=2)
+    ours = engine.generate(req)
+    assert "Sampler: LCM, Schedule type: LCM, CFG scale: 8" in ours.infotexts[0]
+    pipe = diffusers.LatentConsistencyModelPipeline(
+        vae=models["vae"], text_encoder=models["clip"], tokenizer=hf_tokenizer(), unet=unet,
+        scheduler=diffusers.LCMScheduler(**SD_SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    ref = pipe(PROMPT, num_inference_steps=4, guidance_scale=8, height=SIZE, width=SIZE, num_images_per_prompt=2,
+               generator=generators([SEED, SEED + 1]), output_type="np").images
+    assert_images_agree(ours.images, ref)
+
+
+def test_lcm_img2img_takes_its_steps_from_the_strength_part_of_the_grid(models):
+    """LCM img2img: 2 steps at strength 0.5 visit timesteps 499 and 259, as diffusers' LCM img2img pipeline."""
+    unet, engine = lcm_distilled(models)
+    init = engine.generate(GenerationRequest(prompt="a house", sampler="LCM", steps=1, width=SIZE, height=SIZE,
+                                             seed=7)).images[0]
+    seen = []
+    req = GenerationRequest(prompt=PROMPT, sampler="LCM", steps=2, cfg_scale=8, width=SIZE, height=SIZE, seed=SEED,
+                            init_image=init, denoising_strength=0.5)
+    ours = engine.generate(req, progress=lambda i, total, latents: seen.append((i, total)))
+    assert seen == [(1, 2), (2, 2)]
+    pipe = diffusers.LatentConsistencyModelImg2ImgPipeline(
+        vae=models["vae"], text_encoder=models["clip"], tokenizer=hf_tokenizer(), unet=unet,
+        scheduler=diffusers.LCMScheduler(**SD_SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    ref = pipe(PROMPT, image=engine.encode_images(to_tensor(init)), strength=0.5,
+               num_inference_steps=2, guidance_scale=8, generator=generators([SEED]), output_type="np").images
+    assert_images_agree(ours.images, ref)

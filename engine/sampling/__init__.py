@@ -4,6 +4,7 @@
 A1111 default. `noise` says which randomness a sampler needs: none, per-image ancestral draws, or a
 Brownian tree. `unit_start` samplers (DDIM, UniPC) start from unit-variance DDPM noise, as
 A1111's timestep samplers and diffusers do; the others from noise * sigma_max, as k-diffusion does.
+`boundary` names the consistency-function scalings the denoiser wraps the model in (LCM, Consistency).
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -11,6 +12,7 @@ from typing import Callable
 import torch
 
 from . import k_samplers
+from .consistency import sample_consistency, sample_lcm
 from .ddim import sample_ddim
 from .denoiser import Conditioning, Denoiser
 from .noise import BrownianNoise, ImageNoise
@@ -26,6 +28,7 @@ class SamplerSpec:
     unit_start: bool = False
     options: tuple[str, ...] = ()       # keyword options a user may set (eta, s_noise, ...)
     defaults: dict = field(default_factory=dict)
+    boundary: str | None = None         # "lcm": the denoiser applies LCM's c_skip / c_out
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
@@ -39,8 +42,10 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "DPM++ 2S a": SamplerSpec(k_samplers.sample_dpmpp_2s_ancestral, "Karras", "ancestral", options=("eta", "s_noise")),
     "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
     "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
+    "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),
+    "Consistency": SamplerSpec(sample_consistency, "LCM", "ancestral", unit_start=True, options=("sigma_min",),
+                               boundary="lcm"),
 }
-# later issues register LCM and the consistency sampler here
 
 SCHEDULE_NAMES = ["Automatic", *[name for name in SCHEDULES if name != "Automatic"]]
 

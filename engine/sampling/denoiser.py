@@ -5,12 +5,15 @@ For a discrete eps-prediction model: c_in = 1/sqrt(sigma^2 + 1), c_out = -sigma,
 For v-prediction (Salimans & Ho 2022): c_skip = 1/(sigma^2 + 1), c_out = -sigma/sqrt(sigma^2 + 1).
 Classifier-free guidance (Ho & Salimans 2022): D = D_uncond + w (D_cond - D_uncond), cond and uncond in
 one batch; w = 1 skips the unconditional pass.
+With boundary="lcm" the guided x_0 estimate becomes a latent consistency function (consistency.py):
+f(x, t) = c_skip(t) x_t + c_out(t) D(x, sigma), x_t = x / sqrt(sigma^2 + 1) the DDPM-scaled sample.
 """
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .consistency import lcm_boundary
 from .schedules import DiscreteSchedule
 
 
@@ -27,12 +30,16 @@ class Conditioning:
 class Denoiser:
     """Wraps an eps- or v-predicting UNet as D(x, sigma) with classifier-free guidance."""
 
-    def __init__(self, unet: Callable, schedule: DiscreteSchedule, prediction_type: str = "epsilon"):
+    def __init__(self, unet: Callable, schedule: DiscreteSchedule, prediction_type: str = "epsilon",
+                 boundary: str | None = None):
         if prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"unknown prediction type {prediction_type!r}")
+        if boundary not in (None, "lcm"):
+            raise ValueError(f"unknown boundary condition {boundary!r}")
         self.unet = unet
         self.schedule = schedule
         self.prediction_type = prediction_type
+        self.boundary = boundary
 
     def scalings(self, sigma: torch.Tensor):
         """(c_skip, c_out, c_in) broadcastable over (B, C, H, W)."""
@@ -62,7 +69,13 @@ class Denoiser:
                  cfg_scale: float = 1.0) -> torch.Tensor:
         """x_0 estimate for a batch x (B, C, H, W) at noise level sigma (scalar or (B,))."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
-        c = conditioning
+        denoised = self.guided(x, sigma, conditioning, cfg_scale)
+        if self.boundary == "lcm":
+            c_skip, c_out = lcm_boundary(self.schedule.sigma_to_t(sigma)[:, None, None, None])
+            return c_skip * x / (sigma[:, None, None, None] ** 2 + 1) ** 0.5 + c_out * denoised
+        return denoised
+
+    def guided(self, x: torch.Tensor, sigma: torch.Tensor, c: Conditioning, cfg_scale: float) -> torch.Tensor:
         ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
         if c.uncond is None or cfg_scale == 1.0:
             return self.model_output(x, sigma, c.cond, c, ones)

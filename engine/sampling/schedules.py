@@ -80,10 +80,27 @@ def ddim_uniform(n: int, schedule: DiscreteSchedule, final_sigma: float = 0.0) -
     return torch.cat([schedule.sigmas[timesteps], torch.tensor([final_sigma])]).float()
 
 
+def lcm_timesteps(steps: int, strength: float = 1.0, original_steps: int = 50, train_steps: int = 1000) -> list[int]:
+    """The LCM inference timesteps: `steps` evenly spaced indices into the distillation grid
+    k - 1, 2k - 1, ..., (k = train_steps / original_steps), cut to its first `strength` part for img2img."""
+    k = train_steps // original_steps
+    grid = [(i + 1) * k - 1 for i in range(int(original_steps * strength))][::-1]
+    if not 1 <= steps <= len(grid):
+        raise ValueError(f"LCM takes 1 to {len(grid)} steps at denoising strength {strength:g} (asked for {steps})")
+    return [grid[math.floor(i * len(grid) / steps)] for i in range(steps)]
+
+
+def lcm(steps: int, schedule: DiscreteSchedule, strength: float = 1.0) -> torch.Tensor:
+    """Sigmas of the timesteps a latent consistency model was distilled on (Luo et al. 2023), then 0."""
+    t = torch.tensor(lcm_timesteps(steps, strength))
+    return torch.cat([schedule.sigmas[t], torch.zeros(1)]).float()
+
+
 SCHEDULES = {
     "Automatic": automatic,
     "Karras": karras,
     "Exponential": exponential,
     "SGM Uniform": sgm_uniform,
     "DDIM": ddim_uniform,
+    "LCM": lcm,
 }

@@ -1,0 +1,90 @@
+"""Consistency models: one network evaluation maps a noisy point of the probability-flow ODE to its origin.
+
+A consistency function is f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(x, sigma), with c_skip -> 1 and
+c_out -> 0 at the smallest noise level, so f is the identity there (the boundary condition).
+
+- Latent consistency models (Luo et al. 2023) put the boundary scalings on a discrete DDPM timestep t,
+  scaled by 10, over the x_0 estimate of an eps- or v-predicting UNet:
+  c_skip = s_d^2 / ((10 t)^2 + s_d^2), c_out = 10 t / sqrt((10 t)^2 + s_d^2), s_d = 0.5. Their sampler
+  visits `steps` of the `original_steps` = 50 timesteps the model was distilled on (999, 979, ..., 19).
+- Consistency models (Song et al. 2023, Sec. 3) in the EDM parametrisation:
+  c_skip = s_d^2 / ((sigma - sigma_min)^2 + s_d^2), c_out = (sigma - sigma_min) s_d / sqrt(sigma^2 + s_d^2),
+  the network seeing c_in x with c_in = 1 / sqrt(sigma^2 + s_d^2) and t = 250 log(sigma).
+
+Guidance for LCM-distilled UNets is an input, not a second pass: w enters as a Fourier embedding of
+(w - 1) through the UNet's time_cond_proj_dim layer (LCM Eq. 9, the LCM_Dreamshaper_v7 layout).
+The LCM timestep grid is schedules.lcm.
+"""
+import math
+
+import torch
+
+SIGMA_DATA = 0.5
+
+
+def lcm_boundary(t: torch.Tensor, timestep_scaling: float = 10.0):
+    """(c_skip, c_out) of a latent consistency model at discrete timestep t."""
+    scaled = t * timestep_scaling
+    return SIGMA_DATA ** 2 / (scaled ** 2 + SIGMA_DATA ** 2), scaled / (scaled ** 2 + SIGMA_DATA ** 2) ** 0.5
+
+
+def cm_boundary(sigma: torch.Tensor, sigma_min: float):
+    """(c_skip, c_out) of Song et al.'s consistency function at noise level sigma."""
+    c_skip = SIGMA_DATA ** 2 / ((sigma - sigma_min) ** 2 + SIGMA_DATA ** 2)
+    c_out = (sigma - sigma_min) * SIGMA_DATA / (sigma ** 2 + SIGMA_DATA ** 2) ** 0.5
+    return c_skip, c_out
+
+
+def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fourier features of 1000 w for a UNet with time_cond_proj_dim = dim; w = guidance scale - 1."""
+    w = torch.as_tensor(w, dtype=torch.float32).reshape(-1) * 1000.0
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    angles = w[:, None] * freqs[None, :]
+    emb = torch.cat([angles.sin(), angles.cos()], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+@torch.no_grad()
+def sample_lcm(model, x, sigmas, noise=None, callback=None, **_):
+    """LCM multistep sampling (Luo et al. 2023, Algorithm 3): jump to the consistency function's x_0, then
+    re-noise it to the next level, x = x_0 + sigma_next z; the last jump is the picture."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        if callback is not None:
+            callback(i, x, denoised)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
+    return x
+
+
+@torch.no_grad()
+def sample_consistency(model, x, sigmas, noise=None, callback=None, sigma_min=None, **_):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): x_0 = f(x, T), then for each
+    tau_n: x = x_0 + sqrt(tau_n^2 - eps^2) z, x_0 = f(x, tau_n). eps (sigma_min) is the smallest level,
+    by default the grid's last non-zero sigma."""
+    eps = float(sigmas[sigmas > 0].min()) if sigma_min is None else sigma_min
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        if callback is not None:
+            callback(i, x, denoised)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = x + (sigmas[i + 1] ** 2 - eps ** 2).clamp(min=0) ** 0.5 * noise(sigmas[i], sigmas[i + 1])
+    return x
+
+
+class ConsistencyDenoiser:
+    """f(x, sigma) of a consistency model in the EDM parametrisation (Song et al. 2023, Sec. 3 and App. C):
+    the network F sees c_in x and t = 250 log(sigma); `network(x, t, context)` returns F."""
+
+    def __init__(self, network, sigma_min: float = 0.002):
+        self.network, self.sigma_min = network, sigma_min
+
+    def __call__(self, x: torch.Tensor, sigma, context: torch.Tensor) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        s = sigma[:, None, None, None]
+        c_skip, c_out = cm_boundary(s, self.sigma_min)
+        c_in = 1 / (s ** 2 + SIGMA_DATA ** 2) ** 0.5
+        return c_skip * x + c_out * self.network(c_in * x, 250 * sigma.log(), context)
