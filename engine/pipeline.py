@@ -20,6 +20,7 @@ from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
 from .loading import load_components, load_vae
 from .loading.catalog import CHECKPOINT_SUFFIXES
+from .loras import PromptLoras
 from .preview import fit_latent_rgb
 from .prompts import PromptEncoder
 from .request import GenerationRequest, GenerationResult
@@ -50,6 +51,7 @@ class Pipeline:
         self._own_vae = vae
         self.schedule = DiscreteSchedule()
         self.prompts = PromptEncoder(text_encoder, tokenizer)
+        self.loras = PromptLoras(unet, text_encoder)   # set .loras.folder to models/Lora to use <lora:...> tags
 
     # ------------------------------------------------------------------ the model
     @property
@@ -129,7 +131,10 @@ class Pipeline:
         total = req.batch_size * req.batch_count
         seeds = [seed + (i if req.subseed_strength == 0 else 0) for i in range(total)]
         subseeds = [subseed + i for i in range(total)]
-        cond = self.prompts(req.prompt, req.clip_skip)
+        prompt, lora_fields, text_encoder_changed = self.loras.apply(req.prompt)
+        if text_encoder_changed:
+            self.prompts.clear()
+        cond = self.prompts(prompt, req.clip_skip)
         two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
         uncond = self.prompts(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
@@ -152,7 +157,7 @@ class Pipeline:
                     if source is not None:
                         image = images.apply_overlay(image, source.overlay, source.paste_box)
                     index = b * req.batch_size + i
-                    infotext = self.infotext(req, seeds[index], subseeds[index], source)
+                    infotext = self.infotext(req, seeds[index], subseeds[index], source, lora_fields)
                     image.info["parameters"] = infotext
                     result.images.append(image)
                     result.infotexts.append(infotext)
@@ -255,7 +260,8 @@ class Pipeline:
             x = init * keep + x * (1 - keep)
         return x, False
 
-    def infotext(self, req: GenerationRequest, seed: int, subseed: int, source: Source | None) -> str:
+    def infotext(self, req: GenerationRequest, seed: int, subseed: int, source: Source | None,
+                 extra: dict | None = None) -> str:
         spec = SAMPLERS[req.sampler]
         default_eta = spec.defaults.get("eta", 1.0)
         eta = req.eta if req.eta is not None else default_eta
@@ -277,6 +283,7 @@ class Pipeline:
             **(source.infotext if source is not None else {}),
             **{f"ControlNet {i}": unit.infotext or None for i, unit in enumerate(req.control_units)},
             **eta_field,
+            **(extra or {}),
             **req.extra_infotext,
             "Version": __version__,
         }

@@ -129,6 +129,10 @@ class PromptEncoder:
         z = z * weights
         return z * (original_mean / z.mean())
 
+    def clear(self) -> None:
+        """Forget cached encodings (the text encoder's weights changed)."""
+        self._cache.clear()
+
     def __call__(self, text: str, clip_skip: int = 1) -> torch.Tensor:
         key = (text, clip_skip)
         if key in self._cache:

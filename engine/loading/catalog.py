@@ -31,3 +31,12 @@ def list_vaes(folder: Path) -> list[Path]:
 def list_controlnets(folder: Path) -> list[Path]:
     """ControlNet files (original or diffusers single files) and diffusers ControlNet folders in models/ControlNet."""
     return list_vaes(folder)     # the same layout: weight files, or folders with a config.json
+
+
+def list_loras(folder: Path) -> list[Path]:
+    """LoRA files under models/Lora (recursively, like A1111), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES]
+    return sorted(found, key=lambda p: str(p.relative_to(folder)).lower())
