@@ -58,6 +58,11 @@ class GenerationRequest:
         require(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         require(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         require(1 <= self.steps <= 150, f"steps must be between 1 and 150, not {self.steps}")
+        if self.schedule == "LCM" or (self.schedule == "Automatic" and SAMPLERS[self.sampler].default_schedule == "LCM"):
+            grid = int(50 * (self.denoising_strength if self.is_img2img else 1.0))
+            require(1 <= self.steps <= grid, f"the LCM schedule takes 1 to {grid} steps"
+                    + (f" at denoising strength {self.denoising_strength:g}" if self.is_img2img else "")
+                    + f", not {self.steps}")
         for name in ("width", "height"):
             value = getattr(self, name)
             require(64 <= value <= 2048 and value % 8 == 0, f"{name} must be a multiple of 8 from 64 to 2048, not {value}")

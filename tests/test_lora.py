@@ -128,7 +128,7 @@ def test_lora_strengths_tags_and_errors(models, tmp_path):
     assert len({plain.tobytes(), unet_only.tobytes(), te_only.tobytes(), full.tobytes()}) == 4
     with pytest.raises(LoraError, match=r"'nothere' not found .*available: Ink"):
         pipe.generate(req("a cat <lora:nothere:1>"))
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(LoraError, match="must be a number"):
         pipe.generate(req("a cat <lora:Ink:strong>"))
     assert pipe.generate(req("a cat")).images[0].tobytes() == plain.tobytes()   # nothing stuck after errors
 

@@ -84,3 +84,31 @@ def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path)
     result = pipe.generate(GenerationRequest(prompt="a red circle", steps=2, width=64, height=64, seed=1,
                                              control_units=[ControlUnit(loaded, edges)]))
     assert result.images[0].size == (64, 64)
+
+
+def test_lcm_distillation_starts_as_the_teacher_trains_resumes_and_loads(tmp_path):
+    """The student's zero guidance projection makes it the teacher at first; a few distillation steps later
+    the export loads as an LCM checkpoint (guidance embedded) and makes a picture in one step."""
+    from engine.sampling.consistency import guidance_embedding
+    from training import distill_lcm
+    from training.train_controlnet import frozen_starter
+    runs = tmp_path / "runs"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(runs)])
+    train_unet.main(["--steps", "1", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(runs)])
+    teacher_dir = tmp_path / "starter"
+    export.main(["--runs", str(runs), "--out", str(teacher_dir)])
+    teacher, _ = frozen_starter(teacher_dir)
+    student = distill_lcm.student_from(teacher)
+    x, t, context = torch.randn(2, 4, 16, 16), torch.tensor([999, 259]), torch.randn(2, 77, 128)
+    torch.testing.assert_close(student(x, t, context, timestep_cond=guidance_embedding(torch.tensor([3.0, 7.0]), 64)),
+                               teacher(x, t, context))
+    common = ["--batch", "2", "--teacher", str(teacher_dir), "--runs", str(runs)]
+    distill_lcm.main([*common, "--steps", "2"])
+    distill_lcm.main([*common, "--steps", "3"])
+    assert torch.load(runs / "lcm.pt", weights_only=False)["step"] == 3
+    distill_lcm.main([*common, "--export", "--out", str(tmp_path / "starter-lcm")])
+    pipe = load_pipeline(tmp_path / "starter-lcm", Device.cpu_fp32())
+    assert pipe.guidance_embedded and "guidance embedding (LCM)" in pipe.summary()
+    result = pipe.generate(GenerationRequest(prompt="a red circle", sampler="LCM", steps=1, cfg_scale=6, width=64,
+                                             height=64, seed=1))
+    assert result.images[0].size == (64, 64) and "Sampler: LCM" in result.infotexts[0]

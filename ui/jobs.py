@@ -13,6 +13,7 @@ from PIL import Image
 @dataclass
 class Job:
     tab: str
+    owner: str = ""                       # a browser session's live mode, which may cancel its own stale run
     total_steps: int = 0
     steps_done: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -52,8 +53,8 @@ class Jobs:
         self._lock = threading.Lock()
         self.current: Job | None = None
 
-    def start(self, tab: str) -> Job:
-        job = Job(tab)
+    def start(self, tab: str, owner: str = "") -> Job:
+        job = Job(tab, owner)
         with self._lock:
             self.current = job
         return job
@@ -69,6 +70,14 @@ class Jobs:
 
     def skip(self) -> str:
         return self._flag("skip_requested", "Skipping the current batch ...")
+
+    def cancel_owned(self, owner: str) -> bool:
+        """Stop the running job if `owner` started it (a live run overtaken by a newer one)."""
+        with self._lock:
+            if self.current is None or not owner or self.current.owner != owner:
+                return False
+            self.current.interrupted = True
+            return True
 
     def _flag(self, name: str, message: str) -> str:
         """Raise a flag on the running job, which the engine polls before each model call."""

@@ -4,7 +4,7 @@ import threading
 from pathlib import Path
 
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
-from engine.loading.catalog import list_checkpoints, list_controlnets, list_vaes
+from engine.loading.catalog import list_checkpoints, list_controlnets, list_loras, list_vaes
 from engine.loading.controlnet import load_controlnet
 
 STARTER_NAME = "starter"
@@ -26,6 +26,7 @@ class ModelState:
         self.loads = 0                         # bumps on each successful load (the UI follows the native size)
         self._lock = threading.Lock()          # one load or generation at a time
         self._controlnets: dict[Path, object] = {}   # loaded ControlNets by file, the two most recent
+        self._side: dict[Path, Pipeline] = {}        # one more checkpoint a tab asked for by name (Consistency)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -41,6 +42,13 @@ class ModelState:
 
     def vae_names(self) -> list[str]:
         return [AUTOMATIC_VAE] + [str(p.relative_to(self.vae_dir)) for p in list_vaes(self.vae_dir)]
+
+    @property
+    def lora_dir(self) -> Path:
+        return self.models_dir / "Lora"
+
+    def lora_names(self) -> list[str]:
+        return [p.stem for p in list_loras(self.lora_dir)]
 
     @property
     def controlnet_dir(self) -> Path:
@@ -114,7 +122,7 @@ class ModelState:
         with self._lock:
             self.loading = Path(path).name
             try:
-                pipeline = load_pipeline(path, self.device)
+                pipeline = self._open(path)
                 self.status = f"Loaded {pipeline.summary()}"
                 if self.vae_choice != AUTOMATIC_VAE:
                     try:
@@ -130,6 +138,33 @@ class ModelState:
                 self.loading = None
             return self.status
 
+    def _open(self, path: Path) -> Pipeline:
+        pipeline = load_pipeline(path, self.device)
+        pipeline.loras.folder = self.lora_dir
+        return pipeline
+
+    def pipeline_for(self, checkpoint: str | None) -> Pipeline:
+        """The loaded model, or - for a tab that names another checkpoint - that one, kept loaded beside it."""
+        with self._lock:
+            return self._pipeline_for(checkpoint)
+
+    def _pipeline_for(self, checkpoint: str | None) -> Pipeline:
+        if self.pipeline is None and checkpoint is None:
+            raise EngineError("No model is loaded: put a checkpoint into models/Stable-diffusion and load it in "
+                              "Models & Settings.")
+        if checkpoint is None:
+            return self.pipeline
+        path = self.resolve(checkpoint)
+        if self.pipeline is not None and self.pipeline.source.resolve() == path:
+            return self.pipeline
+        if path not in self._side:
+            try:
+                pipeline = self._open(path)
+            except FileNotFoundError as e:
+                raise EngineError(f"{checkpoint} not found in {self.checkpoint_dir}: {e}") from e
+            self._side = {path: pipeline}
+        return self._side[path]
+
     def load_in_background(self, path: Path) -> threading.Thread:
         self.loading = Path(path).name
         self.status = f"Loading {Path(path).name} ..."
@@ -137,10 +172,8 @@ class ModelState:
         thread.start()
         return thread
 
-    def generate(self, request: GenerationRequest, progress=None, should_stop=None,
-                 should_skip=None) -> GenerationResult:
+    def generate(self, request: GenerationRequest, progress=None, should_stop=None, should_skip=None,
+                 checkpoint: str | None = None) -> GenerationResult:
+        """Run a request on the loaded model, or on `checkpoint` when a tab names its own."""
         with self._lock:
-            if self.pipeline is None:
-                raise EngineError("No model is loaded: put a checkpoint into models/Stable-diffusion and load it in "
-                                  "Models & Settings.")
-            return self.pipeline.generate(request, progress, should_stop, should_skip)
+            return self._pipeline_for(checkpoint).generate(request, progress, should_stop, should_skip)

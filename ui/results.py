@@ -63,20 +63,28 @@ def results_panel(studio: Studio, tab_id: str, last_seed: gr.State) -> ResultsPa
     return ResultsPanel(progress, preview, gallery, info, results, selected, last_seed)
 
 
-def _previewer(studio: Studio) -> Previewer | None:
-    pipe, method = studio.state.pipeline, studio.settings.preview_method
-    if pipe is None or method == "None":
+def _previewer(studio: Studio, checkpoint: str | None = None) -> Previewer | None:
+    method = studio.settings.preview_method
+    if method == "None" or (checkpoint is None and studio.state.pipeline is None):
+        return None
+    try:
+        pipe = studio.state.pipeline_for(checkpoint)
+    except EngineError:
+        return None
         return None
     approx_path = find_vae_approx(studio.state.models_dir) if method == "Approx NN" else None
     approx = VAEApprox.load(approx_path) if approx_path else None
     return Previewer(method, vae=pipe.vae, approx=approx, latent_rgb=pipe.latent_rgb)
 
 
-def run_generation(studio: Studio, tab: str, request: GenerationRequest):
-    """Generator for a Gradio event: yields panel updates while the engine works in a thread."""
-    job = studio.jobs.start(tab)
+def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpoint: str | None = None,
+                   owner: str = "", save: bool = True):
+    """Generator for a Gradio event: yields panel updates while the engine works in a thread.
+    `checkpoint` names a model other than the loaded one; `owner` marks a live run its session may cancel;
+    `save` False shows the pictures without saving them (live previews)."""
+    job = studio.jobs.start(tab, owner)
     outcome = {}
-    previewer = _previewer(studio)
+    previewer = _previewer(studio, checkpoint)
 
     def on_progress(done, total, denoised):
         job.steps_done, job.total_steps = done, total
@@ -86,7 +94,7 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest):
 
     def work():
         try:
-            outcome["result"] = studio.state.generate(request, on_progress, job.should_stop, job.take_skip)
+            outcome["result"] = studio.state.generate(request, on_progress, job.should_stop, job.take_skip, checkpoint)
         except EngineError as e:
             outcome["error"] = str(e)
         except Exception as e:   # a bug or an out-of-memory: say so, keep serving
@@ -108,7 +116,7 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest):
     if "error" in outcome:
         raise gr.Error(outcome["error"])
     result = outcome["result"]
-    saved_note = _save(studio, tab, result)
+    saved_note = _save(studio, tab, result) if save else "Live picture, not saved: press Generate to keep it."
     pairs = list(zip(result.images, result.infotexts))
     status = "Interrupted. " if result.interrupted else ""
     done = f'<div class="studio-progress idle">{status}{len(pairs)} picture(s). {saved_note}</div>'

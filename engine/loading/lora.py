@@ -113,7 +113,7 @@ def parse_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float, float]]]:
             te = float(first) if first not in (None, "") else 1.0
             unet = float(second) if second not in (None, "") else te
         except ValueError:
-            raise ValueError(f"{match.group(0)}: the strength must be a number, as in <lora:{name}:0.8>") from None
+            raise LoraError(f"{match.group(0)}: the strength must be a number, as in <lora:{name}:0.8>") from None
         found.append((name, te, unet))
     return TAG.sub("", prompt), found
 

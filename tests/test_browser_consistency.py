@@ -1,0 +1,97 @@
+"""The Consistency tab in a real headless Chromium: a few-step picture from an LCM checkpoint, live mode
+redrawing as the prompt changes (without saving), and img2img from an uploaded picture."""
+import re
+import shutil
+
+import pytest
+
+from tests.browser import MODELS, RunningApp, launch_chromium, wait_until
+from tests.test_browser import open_tab, saved, set_number, wait_done
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+
+
+def models_with_an_lcm_checkpoint(folder):
+    """The starter, and a "starter-lcm-test" made by the distillation script's own student initialisation
+    (the starter's weights plus a zero guidance projection): an LCM-layout checkpoint, undistilled."""
+    from training import distill_lcm
+    from training.train_controlnet import frozen_starter
+    starter = folder / "Stable-diffusion" / "starter"
+    shutil.copytree(MODELS / "Stable-diffusion" / "starter", starter)
+    teacher, _ = frozen_starter(starter)
+    distill_lcm.export(distill_lcm.student_from(teacher), starter, 0, folder / "Stable-diffusion" / "starter-lcm-test")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("consistency")
+    running = RunningApp(root / "outputs", root / "settings.json", models=models_with_an_lcm_checkpoint(root / "models"))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    with playwright_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(app.url)
+        page.wait_for_selector("#page_ready .ready", state="attached")
+        open_tab(page, "Consistency")
+        yield page
+        browser.close()
+
+
+def info(page):
+    return page.locator("#consistency_info textarea").input_value()
+
+
+def test_generate_uses_the_lcm_checkpoint_in_four_steps(page, app):
+    assert page.locator("#consistency_model input").input_value() == "starter-lcm-test"
+    page.fill("#consistency_prompt textarea", "a yellow star in the center on a purple background")
+    set_number(page, "consistency_seed", 5)
+    page.click("#consistency_generate")
+    wait_done(page, "consistency")
+    text = info(page)
+    assert "Steps: 4, Sampler: LCM, Schedule type: LCM" in text and "Model: starter-lcm-test" in text
+    assert "Seed: 5" in text
+    assert len(saved(app, "consistency")) == 1
+    assert app.state.pipeline.name == "starter"        # the loaded model of the other tabs stays as it was
+
+
+def test_live_mode_redraws_as_the_prompt_changes_without_saving(page, app):
+    before = len(saved(app, "consistency"))
+    page.check("#consistency_live input")
+    box = page.locator("#consistency_prompt textarea")
+    box.fill("")
+    box.press_sequentially("a blue ring at the top", delay=30)     # a change per key: one picture at the end
+    wait_until(lambda: info(page).startswith("a blue ring at the top\n"), 60, message="the live picture")
+    set_number(page, "consistency_seed", 9)
+    wait_until(lambda: "Seed: 9" in info(page), 60, message="a live redraw for the new seed")
+    assert "Live picture, not saved" in page.inner_text("#consistency_progress")
+    assert len(saved(app, "consistency")) == before
+    page.uncheck("#consistency_live input")
+    box.fill("a white square on a black background")
+    page.wait_for_timeout(1500)
+    assert "Seed: 9" in info(page) and info(page).startswith("a blue ring")   # live off: nothing redrawn
+
+
+def test_img2img_from_an_uploaded_picture(page, app, tmp_path):
+    from PIL import Image
+    picture = tmp_path / "picture.png"
+    Image.new("RGB", (64, 64), (30, 160, 60)).save(picture)
+    page.get_by_text("Start from a picture").click()
+
+    def zoom():                                     # the canvas's zoom label changes once a picture is fitted
+        found = re.search(r"(\d+)%", page.inner_text("#consistency_image"))
+        return found and found.group(1)
+
+    empty_zoom = wait_until(zoom, 20, message="the canvas")
+    page.set_input_files("#consistency_image input[type=file]", str(picture))
+    wait_until(lambda: zoom() != empty_zoom, 20, message="the canvas to fit the uploaded picture")
+    page.wait_for_timeout(500)
+    set_number(page, "consistency_strength", 0.5)
+    page.click("#consistency_generate")
+    wait_until(lambda: info(page).startswith("a white square"), 60, message="the img2img picture")
+    assert "Denoising strength: 0.5" in info(page) and "Steps: 4" in info(page)

@@ -1,0 +1,161 @@
+"""Stage 4: latent consistency distillation of the starter model into "starter-lcm" (1-8 step pictures).
+
+    python -m training.distill_lcm --steps 2000        # teacher: models/Stable-diffusion/starter
+    python -m training.distill_lcm --export            # -> models/Stable-diffusion/starter-lcm/
+
+Luo et al. 2023, Algorithm 1 (LCD): for a training latent z, caption c, guidance w ~ U[w_min, w_max] and a
+step t_{n+k} of the 50-step distillation grid (k = 20 DDPM steps), x_{t_{n+k}} = sqrt(a) z + sqrt(1 - a) eps;
+the frozen teacher takes one DDIM step with classifier-free guidance w to x_{t_n}; the student f_theta,
+given w as an embedding (time_cond_proj_dim), must agree with the target network f_theta- there:
+L = huber(f_theta(x_{t_{n+k}}, w, c, t_{n+k}), f_theta-(x_{t_n}, w, c, t_n)), theta- an EMA (decay 0.95).
+f = c_skip x_t + c_out x_0(eps) with LCM's boundary scalings (engine.sampling.consistency). The student
+starts as the teacher with a zero guidance projection; the text encoder and VAE are the teacher's.
+Deterministic and resumable from <runs>/lcm.pt; the export carries the target network's weights.
+"""
+import argparse
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.models import UNet2DConditionModel, UNetConfig
+from engine.sampling import DiscreteSchedule
+from engine.sampling.consistency import guidance_embedding, lcm_boundary
+from engine.tokenizer import CLIPTokenizer
+from training.common import RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, save_checkpoint, setup_threads, write_json
+from training.train_controlnet import frozen_starter
+
+LCM_DIR = STARTER_DIR.parent / "starter-lcm"
+W_DIM = 64                       # guidance embedding width (LCM_Dreamshaper_v7 uses 256 for a 320-channel UNet)
+SKIP = 20                        # DDPM steps between neighbours of the 50-step grid
+HUBER_C = 0.001
+
+
+def student_from(teacher) -> UNet2DConditionModel:
+    """The teacher's UNet with a guidance projection that starts at zero (so it starts as the teacher)."""
+    student = UNet2DConditionModel(UNetConfig.from_dict({**UNET_CONFIG, "time_cond_proj_dim": W_DIM}))
+    own = student.state_dict()
+    student.load_state_dict({k: teacher.state_dict().get(k, v) for k, v in own.items()})
+    with torch.no_grad():
+        student.time_embedding.cond_proj.weight.zero_()
+    return student
+
+
+def consistency_function(unet, x_t, t, context, w_embedding, alphas_cumprod):
+    """f(x_t, t) = c_skip x_t + c_out x_0, x_0 = (x_t - sqrt(1 - a) eps) / sqrt(a) (DDPM-scaled x_t)."""
+    a = alphas_cumprod[t][:, None, None, None]
+    eps = unet(x_t, t, context, timestep_cond=w_embedding)
+    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    c_skip, c_out = lcm_boundary(t.float()[:, None, None, None])
+    return c_skip * x_t + c_out * x0
+
+
+@torch.no_grad()
+def teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond, w, alphas_cumprod):
+    """One DDIM step (eta 0) of the teacher guided with eps_c + w (eps_c - eps_u), w = guidance scale - 1."""
+    eps_c, eps_u = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([context, uncond])).chunk(2)
+    eps = eps_c + w[:, None, None, None] * (eps_c - eps_u)
+    a, a_prev = alphas_cumprod[t][:, None, None, None], alphas_cumprod[t_prev][:, None, None, None]
+    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+def export(target, teacher_dir: Path, step: int, out: Path = LCM_DIR) -> Path:
+    """A diffusers folder: the distilled UNet, the teacher's VAE, text encoder and tokenizer settings."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(teacher_dir, out, ignore=shutil.ignore_patterns("unet"))
+    write_json(out / "unet" / "config.json", {"_class_name": "UNet2DConditionModel", **UNET_CONFIG,
+                                               "time_cond_proj_dim": W_DIM})
+    save_file({k: v.half().contiguous() for k, v in target.state_dict().items()},
+              out / "unet" / "diffusion_pytorch_model.safetensors")
+    write_json(out / "scheduler" / "scheduler_config.json", {
+        "_class_name": "LCMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "num_train_timesteps": 1000, "original_inference_steps": 50, "timestep_scaling": 10.0,
+        "prediction_type": "epsilon"})
+    meta = json.loads((teacher_dir / "model_index.json").read_text())
+    meta.update(scheduler=["diffusers", "LCMScheduler"], distillation_steps=step,
+                description="The built-in demo model distilled into a latent consistency model: 1-8 steps, "
+                            "sampler LCM, guidance as an input. Made by training/distill_lcm.py.")
+    write_json(out / "model_index.json", meta)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--w-min", type=float, default=2.0, help="guidance scale - 1, lowest")
+    parser.add_argument("--w-max", type=float, default=8.0, help="guidance scale - 1, highest")
+    parser.add_argument("--ema", type=float, default=0.95, help="decay of the target network")
+    parser.add_argument("--teacher", type=Path, default=STARTER_DIR)
+    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--export", action="store_true", help="write models/Stable-diffusion/starter-lcm/ and stop")
+    parser.add_argument("--out", type=Path, default=LCM_DIR)
+    args = parser.parse_args(argv)
+    setup_threads()
+    checkpoint = args.runs / "lcm.pt"
+    teacher, text_encoder = frozen_starter(args.teacher)
+    student = student_from(teacher)
+    target = copy.deepcopy(student).requires_grad_(False)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0)
+    state, step = load_checkpoint(checkpoint), 0
+    if state:
+        student.load_state_dict(state["student"])
+        target.load_state_dict(state["target"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        print(f"resuming at step {step}")
+    if args.export:
+        print(f"exported to {export(target.eval(), args.teacher, step, args.out)} (step {step})")
+        return
+    cache = load_checkpoint(args.runs / "latents.pt")
+    if cache is None:
+        raise SystemExit("no latent cache: run python -m training.train_unet first (it builds <runs>/latents.pt)")
+    latents, ids, scale = cache["latents"], cache["ids"], cache["scaling_factor"]
+    alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
+    with torch.no_grad():
+        uncond = text_encoder(CLIPTokenizer()("").long()).last_hidden_state
+    student.train()
+    start = time.time()
+    while step < args.steps:
+        g = torch.Generator().manual_seed(20_000_000 + step)
+        index = torch.randint(0, len(latents), (args.batch,), generator=g)
+        tokens = ids[index, torch.randint(0, ids.shape[1], (args.batch,), generator=g)].long()
+        x0 = latents[index].float() * scale
+        n = torch.randint(0, 50, (args.batch,), generator=g)          # t_{n+k} = 20 n + 19, t_n = t_{n+k} - 20
+        t, t_prev = n * SKIP + SKIP - 1, (n * SKIP - 1).clamp(min=0)
+        w = args.w_min + (args.w_max - args.w_min) * torch.rand(args.batch, generator=g)
+        w_embedding = guidance_embedding(w, W_DIM)
+        noise = torch.randn(x0.shape, generator=g)
+        a = alphas_cumprod[t][:, None, None, None]
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        with torch.no_grad():
+            context = text_encoder(tokens).last_hidden_state
+            x_prev = teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond.expand(len(tokens), -1, -1), w,
+                                       alphas_cumprod)
+            aim = consistency_function(target, x_prev, t_prev, context, w_embedding, alphas_cumprod)
+        guess = consistency_function(student, x_t, t, context, w_embedding, alphas_cumprod)
+        loss = (((guess - aim) ** 2 + HUBER_C ** 2).sqrt() - HUBER_C).mean()      # pseudo-Huber
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        with torch.no_grad():
+            for e, p in zip(target.parameters(), student.parameters()):
+                e.lerp_(p, 1 - args.ema)
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.4f} {(time.time() - start) / 60:.1f} min", flush=True)
+        if step % 250 == 0 or step == args.steps:
+            save_checkpoint(checkpoint, student=student.state_dict(), target=target.state_dict(),
+                            optimizer=optimizer.state_dict(), step=step)
+
+
+if __name__ == "__main__":
+    main()

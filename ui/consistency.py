@@ -1,0 +1,146 @@
+"""The Consistency tab: pictures in one to eight model evaluations (LCM, consistency sampling), from a prompt,
+a picture (img2img) or a painted mask (inpaint), and a live mode that redraws as the prompt or a slider changes.
+
+Live mode: each change bumps this browser session's counter and cancels its running live picture; the new
+run waits a moment (debounce) and gives up if a newer change arrived meanwhile, so typing costs one picture.
+"""
+import itertools
+import threading
+import time
+
+import gradio as gr
+
+from engine import GenerationRequest
+
+from .generation_form import DEFAULT_PROMPT, prompt_box
+from .img2img import mask_from_editor
+from .results import results_panel, run_generation
+from .studio import Destination, Studio, Tab
+
+SAMPLERS = ("LCM", "Consistency")
+DEBOUNCE_SECONDS = 0.4
+NOTE = ("Made for latent consistency models: a checkpoint distilled as LCM (guidance is an input, 1-8 steps), or "
+        "any SD1.x checkpoint with an LCM-LoRA in the prompt, e.g. `<lora:lcm-lora-sdv1-5:1>`, and CFG 1-2. "
+        "With a picture below it does img2img, with a painted mask inpainting (zero-shot, as the consistency-model "
+        "paper does it).")
+
+
+def lcm_checkpoint(names: list[str]) -> str | None:
+    """The checkpoint this tab starts with: the first whose name says LCM."""
+    return next((n for n in names if "lcm" in n.lower()), None)
+
+
+class LiveRuns:
+    """Per browser session: the number of the newest change, so a stale live run knows to give up."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._newest: dict[str, int] = {}
+        self._counter = itertools.count(1)
+
+    def bump(self, session: str) -> int:
+        with self._lock:
+            self._newest[session] = next(self._counter)
+            return self._newest[session]
+
+    def is_newest(self, session: str, number: int) -> bool:
+        with self._lock:
+            return self._newest.get(session) == number
+
+
+def build(studio: Studio) -> None:
+    live_runs = LiveRuns()
+    last_seed = gr.State(None)
+    names = studio.state.checkpoint_names()
+    box = prompt_box(studio, "consistency", prompt=DEFAULT_PROMPT)
+    with gr.Row():
+        with gr.Column(scale=3):
+            gr.Markdown(NOTE)
+            with gr.Row():
+                checkpoint = gr.Dropdown(names, value=lcm_checkpoint(names) or studio.state.default_checkpoint(),
+                                         label="Model", elem_id="consistency_model", scale=4)
+                refresh = gr.Button("🔄", size="sm", scale=1, min_width=40, elem_id="consistency_refresh")
+                live = gr.Checkbox(False, label="Live: redraw as I type", elem_id="consistency_live", scale=2)
+            with gr.Row():
+                sampler = gr.Radio(list(SAMPLERS), value="LCM", label="Sampler", elem_id="consistency_sampler")
+                steps = gr.Slider(1, 8, value=4, step=1, label="Steps", elem_id="consistency_steps")
+            cfg = gr.Slider(1, 15, value=7, step=0.5, label="Guidance scale (CFG)", elem_id="consistency_cfg")
+            size = studio.state.expected_size()
+            with gr.Row():
+                width = gr.Slider(64, 1024, value=size, step=8, label="Width", elem_id="consistency_width")
+                height = gr.Slider(64, 1024, value=size, step=8, label="Height", elem_id="consistency_height")
+            studio.size_sliders.append((width, height))
+            with gr.Row():
+                seed = gr.Number(-1, label="Seed (-1: random)", precision=0, elem_id="consistency_seed")
+                batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="consistency_batch_size")
+            with gr.Accordion("Start from a picture (img2img; paint on it to inpaint)", open=False):
+                editor = gr.ImageMask(label="Picture", type="pil", height=280, sources=["upload", "clipboard"],
+                                      elem_id="consistency_image",
+                                      brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"))
+                strength = gr.Slider(0.05, 1, value=0.6, step=0.01, label="Denoising strength",
+                                     elem_id="consistency_strength")
+        with gr.Column(scale=2):
+            panel = results_panel(studio, "consistency", last_seed)
+    studio.destinations["Consistency"] = Destination("Consistency", "consistency", editor, box.prompt, box.negative)
+
+    refresh.click(lambda: gr.update(choices=studio.state.checkpoint_names()), outputs=checkpoint, queue=False)
+    fields = [box.prompt, box.negative, checkpoint, sampler, steps, cfg, width, height, seed, batch_size, editor,
+              strength]
+
+    def request_from(values) -> GenerationRequest:
+        prompt, negative, _, sampler_, steps_, cfg_, width_, height_, seed_, batch, image, strength_ = values
+        extra = {}
+        if image and image.get("background") is not None:
+            painted = any(layer is not None and layer.getbbox() is not None for layer in image.get("layers") or [])
+            if painted:
+                picture, mask = mask_from_editor(image)
+                extra = dict(init_image=picture, mask=mask, mask_blur=4, masked_content="original")
+            else:
+                extra = dict(init_image=image["background"])
+            extra["denoising_strength"] = float(strength_)
+        return GenerationRequest(prompt=prompt, negative_prompt=negative, sampler=sampler_, steps=int(steps_),
+                                 cfg_scale=float(cfg_), width=int(width_), height=int(height_),
+                                 seed=int(seed_ if seed_ is not None else -1), batch_size=int(batch), **extra)
+
+    def run(*values):
+        yield from run_generation(studio, "consistency", request_from(values), checkpoint=values[2])
+
+    box.generate.click(run, fields, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
+                       show_progress="minimal", show_progress_on=panel.progress)
+
+    def on_change(is_live, request: gr.Request):
+        if not is_live:
+            return 0
+        session = request.session_hash or ""
+        studio.jobs.cancel_owned(session)
+        return live_runs.bump(session)
+
+    unchanged = [gr.skip()] * len(panel.outputs())
+
+    def run_live(number, prompt, negative, model, sampler_, steps_, cfg_, width_, height_, seed_, batch, image,
+                 strength_, request: gr.Request):
+        values = (prompt, negative, model, sampler_, steps_, cfg_, width_, height_, seed_, batch, image, strength_)
+        session = request.session_hash or ""
+        if not number or not live_runs.is_newest(session, number):
+            yield unchanged
+            return
+        time.sleep(DEBOUNCE_SECONDS)
+        if not live_runs.is_newest(session, number):
+            yield unchanged
+            return
+        for update in run_generation(studio, "consistency", request_from(values), checkpoint=values[2], owner=session,
+                                     save=False):
+            if not live_runs.is_newest(session, number):
+                return          # overtaken: leave the page to the newer run
+            yield update
+
+    change_number = gr.State(0)
+    triggers = [box.prompt.input, box.negative.input, steps.release, cfg.release, sampler.input, seed.input,
+                strength.release, live.input]
+    for trigger in triggers:
+        trigger(on_change, live, change_number, queue=False, trigger_mode="multiple").then(
+            run_live, [change_number, *fields], panel.outputs(), concurrency_limit=1, concurrency_id="generate",
+            trigger_mode="always_last", show_progress="hidden")
+
+
+TAB = Tab("consistency", "Consistency", build, receives=("Consistency",))
