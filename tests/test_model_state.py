@@ -46,7 +46,8 @@ def test_app_builds_with_and_without_models(models_dir, tmp_path):
         studio = Studio(ModelState(folder, Device.cpu_fp32()), Settings(), tmp_path / "s.json", tmp_path / "out")
         assert build_app(studio) is not None
         from extensions import CONTROL_MODES
-        assert set(studio.destinations) == {"img2img", "inpaint", *(f"ControlNet {m}" for m in CONTROL_MODES)}
+        assert set(studio.destinations) == {"img2img", "inpaint", "Consistency",
+                                            *(f"ControlNet {m}" for m in CONTROL_MODES)}
         assert [t.id for t in studio.declared] == [t.id for t in TABS]
     assert "No checkpoints found" in model_status(studio.state)            # the empty folder says what to do
     with pytest.raises(EngineError, match="No model is loaded"):
