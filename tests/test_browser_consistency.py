@@ -1,5 +1,6 @@
 """The Consistency tab in a real headless Chromium: a few-step picture from an LCM checkpoint, live mode
-redrawing as the prompt changes (without saving), and img2img from an uploaded picture."""
+redrawing as the prompt changes (without saving), img2img from an uploaded picture, and a LoRA picked from
+the list into the prompt."""
 import re
 import shutil
 
@@ -20,6 +21,15 @@ def models_with_an_lcm_checkpoint(folder):
     shutil.copytree(MODELS / "Stable-diffusion" / "starter", starter)
     teacher, _ = frozen_starter(starter)
     distill_lcm.export(distill_lcm.student_from(teacher), starter, 0, folder / "Stable-diffusion" / "starter-lcm-test")
+    import torch
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(0)
+    to_q = teacher.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q").weight
+    (folder / "Lora").mkdir()
+    base = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q"
+    save_file({f"{base}.lora_down.weight": torch.randn(4, to_q.shape[1], generator=g),
+               f"{base}.lora_up.weight": torch.randn(to_q.shape[0], 4, generator=g) * 0.1,
+               f"{base}.alpha": torch.tensor(4.0)}, folder / "Lora" / "shapes-style.safetensors")
     return folder
 
 
@@ -95,3 +105,16 @@ def test_img2img_from_an_uploaded_picture(page, app, tmp_path):
     page.click("#consistency_generate")
     wait_until(lambda: info(page).startswith("a white square"), 60, message="the img2img picture")
     assert "Denoising strength: 0.5" in info(page) and "Steps: 4" in info(page)
+
+
+def test_a_lora_picked_from_the_list_goes_into_the_prompt_and_the_picture(page, app):
+    page.uncheck("#consistency_live input")
+    page.fill("#consistency_prompt textarea", "a red circle")
+    page.click("#consistency_lora input")
+    page.get_by_role("option", name="shapes-style").click()
+    prompt = page.locator("#consistency_prompt textarea")
+    wait_until(lambda: prompt.input_value() == "a red circle <lora:shapes-style:1>", 10, message="the LoRA tag")
+    prompt.fill(prompt.input_value().replace(":1>", ":0.6>"))
+    page.click("#consistency_generate")
+    wait_until(lambda: info(page).startswith("a red circle <lora:shapes-style:0.6>"), 60, message="the picture")
+    assert 'Lora hashes: "shapes-style: ' in info(page)

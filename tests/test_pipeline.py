@@ -137,6 +137,26 @@ def test_inpainting_keeps_pixels_outside_the_mask(pipe, area):
     assert (info.get("Inpaint area") == "Only masked") == (area == "Only masked")
 
 
+@pytest.mark.parametrize("sampler", ["Consistency", "LCM"])
+def test_zero_shot_consistency_inpainting_projects_every_step(pipe, sampler):
+    """Song et al. 2023, Algorithm 4 with A = I: after every consistency-function call the known region is
+    put back, so every step's x_0 estimate equals the original's latent there; the steps honour strength 1."""
+    init, mask = checkerboard(), half_mask()
+    seen = []
+    result = pipe.generate(request(init_image=init, mask=mask, mask_blur=0, denoising_strength=1.0, sampler=sampler,
+                                   steps=3, cfg_scale=1.5),
+                           progress=lambda done, total, latents: seen.append((done, total, latents.clone())))
+    assert [(d, t) for d, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    known = pipe.encode_images(torch.from_numpy(np.asarray(init, np.float32) / 127.5 - 1).permute(2, 0, 1)[None])
+    half = known.shape[-1] // 2
+    for _, _, latents in seen:
+        assert torch.equal(latents[..., :half - 1], known[..., :half - 1])         # the known (left) half
+        assert (latents[..., half + 1:] - known[..., half + 1:]).abs().mean() > 0.1  # the generated half
+    out = np.asarray(result.images[0], np.int16)
+    assert np.array_equal(out[:, :32], np.asarray(init, np.int16)[:, :32])
+    assert f"Sampler: {sampler}, Schedule type: LCM" in result.infotexts[0]
+
+
 @pytest.mark.parametrize("content", ["fill", "original", "latent noise", "latent nothing"])
 def test_every_masked_content_mode_runs(pipe, content):
     result = pipe.generate(request(init_image=checkerboard(), mask=half_mask(), masked_content=content))

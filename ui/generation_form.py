@@ -24,16 +24,28 @@ def prompt_box(studio: Studio, tab_id: str, prompt: str = DEFAULT_PROMPT) -> Pro
     with gr.Row():
         with gr.Column(scale=5):
             prompt = gr.Textbox(prompt, label="Prompt", lines=2, elem_id=f"{tab_id}_prompt")
-            negative = gr.Textbox(studio.settings.default_negative_prompt, label="Negative prompt", lines=1,
-                                  elem_id=f"{tab_id}_negative")
+            with gr.Row():
+                negative = gr.Textbox(studio.settings.default_negative_prompt, label="Negative prompt", lines=1,
+                                      elem_id=f"{tab_id}_negative", scale=4)
+                lora = gr.Dropdown(studio.state.lora_names(), value=None, label="Add LoRA (models/Lora)", scale=1,
+                                   min_width=160, elem_id=f"{tab_id}_lora")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab_id}_generate")
             with gr.Row():
                 interrupt = gr.Button("Interrupt", size="sm", elem_id=f"{tab_id}_interrupt")
                 skip = gr.Button("Skip", size="sm", elem_id=f"{tab_id}_skip")
+    lora.focus(lambda: gr.update(choices=studio.state.lora_names()), outputs=lora, queue=False)
+    lora.input(add_lora_tag, [prompt, lora], [prompt, lora], queue=False)
     interrupt.click(lambda: gr.Info(studio.jobs.interrupt()), queue=False)
     skip.click(lambda: gr.Info(studio.jobs.skip()), queue=False)
     return PromptBox(prompt, negative, generate, interrupt, skip)
+
+
+def add_lora_tag(prompt: str, name: str | None):
+    """Append A1111's `<lora:name:1>` to the prompt (once); the strength can be edited in place."""
+    if not name or f"<lora:{name}:" in prompt or f"<lora:{name}>" in prompt:
+        return prompt, None
+    return f"{prompt.rstrip()} <lora:{name}:1>".strip(), None
 
 
 @dataclass
