@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine import Device, EngineError
 from extensions import ExtensionAPI, load_extensions
+from ui.api import create_api
 from ui.app import CSS, build_app
 from ui.model_state import ModelState
 from ui.settings import load_settings
@@ -26,6 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--outdir", type=Path, default=ROOT / "outputs", help="where pictures are saved")
     parser.add_argument("--settings-file", type=Path, default=ROOT / "settings.json")
     parser.add_argument("--annotators-dir", type=Path, help="ControlNet annotator weights (default: <models-dir>/annotators)")
+    parser.add_argument("--api", action="store_true", help="serve AUTOMATIC1111's REST API (/sdapi/v1/...) too")
+    parser.add_argument("--api-auth", help="user:password (several: comma-separated) required by the API")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     return parser.parse_args(argv)
@@ -84,11 +87,15 @@ def main(argv=None) -> None:
     if args.listen and not users:
         print("Warning: --listen without --auth: anyone on your network can use this app.", file=sys.stderr)
     try:
-        app.launch(server_name=host, server_port=args.port, share=args.share, auth=users or None,
-                   prevent_thread_lock=True, quiet=True, css=CSS)
+        server, _, _ = app.launch(server_name=host, server_port=args.port, share=args.share, auth=users or None,
+                                  prevent_thread_lock=True, quiet=True, css=CSS)
     except OSError as e:
         raise SystemExit(f"Cannot serve on {host}:{args.port}: {e}. Choose another with --port.") from e
     print(f"Running on http://127.0.0.1:{args.port}")
+    if args.api:
+        create_api(server, studio, credentials(args.api_auth, None) or None,
+                   {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if "auth" not in k})
+        print(f"API: http://127.0.0.1:{args.port}/sdapi/v1/ (docs at /docs)")
     if args.listen:
         print(f"Share on your network: http://{lan_address()}:{args.port}")
     if args.share and not app.share_url:

@@ -27,15 +27,19 @@ def free_port() -> int:
 class RunningApp:
     """The studio on the starter model (loaded before the first page), saving into `outdir`."""
 
-    def __init__(self, outdir: Path, settings_path: Path, settings: Settings | None = None, models: Path = MODELS):
+    def __init__(self, outdir: Path, settings_path: Path, settings: Settings | None = None, models: Path = MODELS,
+                 api_users: list[tuple[str, str]] | None = None, api: bool = False):
         self.state = ModelState(models, Device.cpu_fp32())
         status = self.state.load("starter")
         assert status.startswith("Loaded starter"), status
         self.studio = Studio(self.state, settings or Settings(), settings_path, outdir)
         self.app = build_app(self.studio).queue(default_concurrency_limit=None)
         self.port = free_port()
-        self.app.launch(server_name="127.0.0.1", server_port=self.port, prevent_thread_lock=True, quiet=True,
-                        css=CSS)
+        server, _, _ = self.app.launch(server_name="127.0.0.1", server_port=self.port, prevent_thread_lock=True,
+                                       quiet=True, css=CSS)
+        if api or api_users:
+            from ui.api import create_api
+            create_api(server, self.studio, api_users, {"api": True})
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def close(self):

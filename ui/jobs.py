@@ -19,6 +19,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     preview: Image.Image | None = None
     preview_number: int = 0               # bumps when a new preview arrives
+    latent: object = None                 # the latest x_0 estimate (API /progress draws it on request)
     interrupted: bool = False
     skip_requested: bool = False
     finished: bool = False
@@ -47,11 +48,24 @@ class Job:
 
 
 class Jobs:
-    """The job being run now (one at a time, as the model is), for Interrupt, Skip and progress."""
+    """The job being run now (one at a time, as the model is), for Interrupt, Skip and progress.
+    Every generation - a tab, a live redraw, an API call - runs through `run`, one after another, so
+    `current` is always the job the engine is working on."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._turn = threading.Lock()
         self.current: Job | None = None
+
+    def run(self, job: Job, work):
+        """Wait for the engine's turn, make `job` the current one, return work()."""
+        with self._turn:
+            with self._lock:
+                self.current = job
+            try:
+                return work()
+            finally:
+                self.finish(job)
 
     def start(self, tab: str, owner: str = "") -> Job:
         job = Job(tab, owner)

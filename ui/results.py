@@ -13,7 +13,7 @@ from engine.preview import Previewer, VAEApprox, find_vae_approx
 from engine.images import to_pil
 from engine.infotext import parse_infotext
 
-from .jobs import progress_html
+from .jobs import Job, progress_html
 from .outputs import save_image
 from .studio import Studio
 
@@ -82,7 +82,7 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
     """Generator for a Gradio event: yields panel updates while the engine works in a thread.
     `checkpoint` names a model other than the loaded one; `owner` marks a live run its session may cancel;
     `save` False shows the pictures without saving them (live previews)."""
-    job = studio.jobs.start(tab, owner)
+    job = Job(tab, owner)
     outcome = {}
     previewer = _previewer(studio, checkpoint)
 
@@ -94,14 +94,13 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
 
     def work():
         try:
-            outcome["result"] = studio.state.generate(request, on_progress, job.should_stop, job.take_skip, checkpoint)
+            outcome["result"] = studio.jobs.run(job, lambda: studio.state.generate(
+                request, on_progress, job.should_stop, job.take_skip, checkpoint))
         except EngineError as e:
             outcome["error"] = str(e)
         except Exception as e:   # a bug or an out-of-memory: say so, keep serving
             log.error("generation failed\n%s", traceback.format_exc())
             outcome["error"] = f"Generation failed: {type(e).__name__}: {e}"
-        finally:
-            studio.jobs.finish(job)
 
     thread = threading.Thread(target=work, name=f"generate-{tab}", daemon=True)
     thread.start()

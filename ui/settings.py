@@ -22,6 +22,7 @@ class Settings:
     default_steps: int = 20
     default_cfg: float = 7.0
     default_negative_prompt: str = ""
+    clip_skip: int = 1                     # A1111's CLIP_stop_at_last_layers (API requests)
 
     def check(self) -> None:
         """Raise ValueError naming the first setting that is out of range."""
@@ -35,6 +36,8 @@ class Settings:
             raise ValueError(f"unknown schedule {self.default_schedule!r}")
         if not 1 <= self.default_steps <= 150:
             raise ValueError("default steps must be between 1 and 150")
+        if not 1 <= self.clip_skip <= 12:
+            raise ValueError("clip skip must be between 1 and 12")
         if not 1 <= self.default_cfg <= 30:
             raise ValueError("default CFG scale must be between 1 and 30")
 

@@ -1,0 +1,191 @@
+"""The AUTOMATIC1111-compatible API through a real HTTP server on 127.0.0.1, with payloads shaped like A1111's
+documentation examples."""
+import base64
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import GenerationRequest
+from tests.browser import RunningApp, wait_until
+
+USERS = [("artist", "s3cret")]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    running = RunningApp(root / "outputs", root / "settings.json", api=True)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api-auth")
+    running = RunningApp(root / "outputs", root / "settings.json", api_users=USERS)
+    yield running
+    running.close()
+
+
+def call(app, path, body=None, auth=None, method=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(app.url.rstrip("/") + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw.startswith((b"{", b"[", b"null")) else raw.decode()
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def picture(b64: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def b64png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_txt2img_as_in_a1111s_example(app):
+    payload = {"prompt": "a red circle in the center on a blue background", "negative_prompt": "", "seed": 42,
+               "steps": 8, "cfg_scale": 7, "sampler_name": "DPM++ 2M", "scheduler": "Karras", "batch_size": 2,
+               "n_iter": 1, "restore_faces": False, "tiling": False, "styles": [], "override_settings": {}}
+    status, answer = call(app, "/sdapi/v1/txt2img", payload)
+    assert status == 200, answer
+    assert set(answer) == {"images", "parameters", "info"}
+    info = json.loads(answer["info"])
+    assert info["all_seeds"] == [42, 43] and info["seed"] == 42 and info["sd_model_name"] == "starter"
+    assert (info["width"], info["height"]) == (64, 64)              # left out: the model's native size
+    images = [picture(b) for b in answer["images"]]
+    assert [im.size for im in images] == [(64, 64), (64, 64)]
+    assert images[0].info["parameters"] == info["infotexts"][0]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras" in info["infotexts"][0]
+    same = app.state.pipeline.generate(GenerationRequest(prompt=payload["prompt"], seed=42, steps=8, cfg_scale=7,
+                                                         sampler="DPM++ 2M", schedule="Karras", width=64, height=64,
+                                                         batch_size=2))
+    assert np.array_equal(np.asarray(images[0].convert("RGB")), np.asarray(same.images[0]))
+    assert answer["parameters"]["prompt"] == payload["prompt"]
+    # old-style names ("Euler a", "DPM++ 2M Karras") and sampler_index work as in A1111
+    status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a star", "steps": 2, "sampler_index": "DPM++ 2M Karras"})
+    assert status == 200 and "Sampler: DPM++ 2M, Schedule type: Karras" in json.loads(answer["info"])["infotexts"][0]
+
+
+def test_img2img_inpainting_keeps_the_unmasked_part(app):
+    source = Image.new("RGB", (64, 64), (200, 40, 40))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (32, 0, 64, 64))
+    payload = {"init_images": [b64png(source)], "mask": "data:image/png;base64," + b64png(mask), "prompt": "a blue ring",
+               "denoising_strength": 0.9, "mask_blur": 0, "inpainting_fill": 1, "inpaint_full_res": False,
+               "steps": 6, "seed": 3, "resize_mode": 0, "width": 64, "height": 64}
+    status, answer = call(app, "/sdapi/v1/img2img", payload)
+    assert status == 200, answer
+    out = np.asarray(picture(answer["images"][0]).convert("RGB"), np.int16)
+    assert np.array_equal(out[:, :32], np.asarray(source, np.int16)[:, :32])
+    assert "init_images" not in answer["parameters"]                 # include_init_images is off
+    info = json.loads(answer["info"])
+    assert info["denoising_strength"] == 0.9 and "Mask blur: 0" in info["infotexts"][0]
+
+
+def test_png_info_lists_and_options(app):
+    _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
+    status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})
+    assert status == 200 and found["parameters"]["Seed"] == "7" and found["info"].startswith("a green star")
+    assert "LCM" in [s["name"] for s in call(app, "/sdapi/v1/samplers")[1]]
+    assert "Karras" in [s["label"] for s in call(app, "/sdapi/v1/schedulers")[1]]
+    models = call(app, "/sdapi/v1/sd-models")[1]
+    assert any(m["model_name"] == "starter" and m["title"].startswith("starter [") for m in models)
+    for path in ("/sdapi/v1/sd-vae", "/sdapi/v1/loras"):
+        status, listed = call(app, path)
+        assert status == 200 and isinstance(listed, list)
+    assert call(app, "/sdapi/v1/memory")[1]["ram"]["total"] > 0
+    assert call(app, "/sdapi/v1/cmd-flags")[1]["api"] is True
+    options = call(app, "/sdapi/v1/options")[1]
+    assert options["sd_model_checkpoint"].startswith("starter [") and options["CLIP_stop_at_last_layers"] == 1
+    assert call(app, "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 2})[0] == 200
+    _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a ring", "steps": 2})
+    assert "Clip skip: 2" in json.loads(answer["info"])["infotexts"][0]
+    assert call(app, "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 1})[0] == 200
+    status, error = call(app, "/sdapi/v1/options", {"sd_model_checkpoint": "nothing-here.safetensors"})
+    assert status == 422 and "no checkpoint 'nothing-here.safetensors'" in error["detail"]
+    assert call(app, "/sdapi/v1/options", {"sd_model_checkpoint": "starter"})[0] == 200
+    status, page = call(app, "/docs")
+    assert status == 200 and "/sdapi/v1/txt2img" in page and "denoising_strength" in page
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"steps": 500}, "steps must be between 1 and 150"),
+    ({"sampler_name": "Nope"}, "unknown sampler 'Nope'"),
+    ({"width": 100}, "width must be a multiple of 8"),
+    ({"prompt": "<lora:missing:1> a cat"}, "LoRA 'missing' not found"),
+    ({"steps": "many"}, None),                                         # pydantic: a number was expected
+])
+def test_bad_input_is_a_422_with_a_reason(app, payload, message):
+    status, error = call(app, "/sdapi/v1/txt2img", {"prompt": "x", **payload})
+    assert status == 422
+    if message:
+        assert message in error["detail"]
+
+
+def test_bad_pictures_are_a_422(app):
+    for init in ("not base64 at all!", "http://example.com/cat.png", base64.b64encode(b"GIF89a...").decode()):
+        status, error = call(app, "/sdapi/v1/img2img", {"init_images": [init], "prompt": "x", "steps": 2})
+        assert status == 422 and "init_images[0]" in error["detail"], (init, error)
+    status, error = call(app, "/sdapi/v1/img2img", {"init_images": [], "prompt": "x"})
+    assert status == 422 and "needs at least one picture" in error["detail"]
+
+
+def test_four_clients_three_requests_each_while_progress_follows(app):
+    results, seen = [], []
+
+    def client(n):
+        for k in range(3):
+            status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": f"client {n} picture {k}", "steps": 12,
+                                                            "seed": 100 * n + k})
+            results.append((status, json.loads(answer["info"])["seed"]))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        status, progress = call(app, "/sdapi/v1/progress")
+        assert status == 200
+        if progress["state"]["sampling_steps"]:
+            seen.append(progress)
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted((200, 100 * n + k) for n in range(4) for k in range(3))
+    assert any(0 < p["progress"] < 1 and p["state"]["sampling_steps"] == 12 for p in seen)
+    assert any(p["current_image"] for p in seen)
+    assert picture(next(p["current_image"] for p in seen if p["current_image"])).size[0] > 0
+
+
+def test_interrupt_ends_the_running_job(app):
+    answer = {}
+    worker = threading.Thread(target=lambda: answer.update(r=call(app, "/sdapi/v1/txt2img", {
+        "prompt": "a long one", "steps": 150, "n_iter": 20})))
+    worker.start()
+    wait_until(lambda: call(app, "/sdapi/v1/progress")[1]["state"]["sampling_step"] > 0, 60, message="a step")
+    assert call(app, "/sdapi/v1/interrupt", {})[0] == 200
+    worker.join(60)
+    status, body = answer["r"]
+    info = json.loads(body["info"])
+    assert status == 200 and info["interrupted"] and len(body["images"]) == 1
+
+
+def test_api_auth(guarded):
+    assert call(guarded, "/sdapi/v1/samplers")[0] == 401
+    assert call(guarded, "/sdapi/v1/samplers", auth=("artist", "wrong"))[0] == 401
+    assert call(guarded, "/sdapi/v1/samplers", auth=USERS[0])[0] == 200
+    status, _ = call(guarded, "/sdapi/v1/txt2img", {"prompt": "x", "steps": 1}, auth=USERS[0])
+    assert status == 200

@@ -1,0 +1,292 @@
+"""AUTOMATIC1111's REST API (`--api`) on the app's own FastAPI server: the same paths, fields and answers.
+
+Generations go through the same job queue as the tabs (`Jobs.run`), so /progress, /interrupt and /skip act
+on whatever runs, whoever started it. Bad input is a 422 with a sentence saying what is wrong.
+"""
+import functools
+import html
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.routing import APIRoute
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from engine import EngineError
+from engine.images import to_pil
+from engine.infotext import parse_infotext
+from engine.preview import linear_preview
+from engine.sampling import SAMPLERS, SCHEDULE_NAMES, SCHEDULES
+from engine.version import __version__
+
+from ..jobs import Job
+from ..model_state import AUTOMATIC_VAE
+from ..outputs import save_image
+from ..studio import Studio
+from .convert import PayloadError, decode_image, encode_image, info_json, to_request
+from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
+
+PREFIX = "/sdapi/v1"
+
+
+def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None = None,
+               flags: dict | None = None) -> None:
+    """Add A1111's routes to `app`; with `users`, every route asks for HTTP Basic credentials."""
+    router = APIRouter(prefix=PREFIX, dependencies=[Depends(basic_auth(users))] if users else [],
+                       route_class=UnprocessableRoute)
+    state, jobs = studio.state, studio.jobs
+
+    def generate(payload, tab: str) -> dict:
+        overrides = payload.override_settings or {}
+        checkpoint = overrides.get("sd_model_checkpoint")
+        checkpoint = checkpoint_name(studio, checkpoint) if checkpoint else None
+        pipe = state.pipeline_for(checkpoint)
+        request = to_request(payload, pipe.native_size, int(overrides.get("CLIP_stop_at_last_layers",
+                                                                          studio.settings.clip_skip)))
+        job = Job(f"api-{tab}")
+
+        def on_progress(done, total, denoised):
+            job.steps_done, job.total_steps, job.latent = done, total, denoised[:1]
+
+        result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
+                                                      checkpoint))
+        if payload.save_images:
+            for image, text, seed in zip(result.images, result.infotexts, result.seeds):
+                save_image(image, text, seed, studio.outdir, tab)
+        parameters = payload.model_dump(exclude={"init_images", "mask"} if not getattr(
+            payload, "include_init_images", False) else set())
+        return {"images": [encode_image(im) for im in result.images] if payload.send_images else [],
+                "parameters": parameters,
+                "info": info_json(payload, request, result, pipe.name, pipe.model_hash, pipe.vae_name)}
+
+    @router.post("/txt2img", response_model=GenerationResponse)
+    def txt2img(payload: Txt2ImgPayload):
+        return generate(payload, "txt2img")
+
+    @router.post("/img2img", response_model=GenerationResponse)
+    def img2img(payload: Img2ImgPayload):
+        return generate(payload, "img2img")
+
+    @router.get("/progress")
+    def progress(skip_current_image: bool = False):
+        job = jobs.current
+        if job is None:
+            return {"progress": 0.0, "eta_relative": 0.0, "state": job_state(None), "current_image": None,
+                    "textinfo": None}
+        image = None
+        latent = getattr(job, "latent", None)
+        if not skip_current_image and latent is not None:
+            pipe = state.pipeline
+            rgb = linear_preview(latent, pipe.latent_rgb) if pipe is not None else None
+            image = encode_image(to_pil(rgb * 2 - 1)[0]) if rgb is not None else None
+        return {"progress": round(job.fraction, 4), "eta_relative": round(job.eta_seconds or 0.0, 2),
+                "state": job_state(job), "current_image": image,
+                "textinfo": f"Step {job.steps_done}/{job.total_steps}"}
+
+    @router.post("/interrupt")
+    def interrupt():
+        jobs.interrupt()
+        return {}
+
+    @router.post("/skip")
+    def skip():
+        jobs.skip()
+        return {}
+
+    @router.get("/sd-models")
+    def sd_models():
+        loaded = state.pipeline
+        models = []
+        for name in state.checkpoint_names():
+            path = state.resolve(name)
+            is_loaded = loaded is not None and loaded.source.resolve() == path
+            short = loaded.model_hash if is_loaded else None
+            models.append({"title": f"{name} [{short}]" if short else name, "model_name": Path(name).stem,
+                           "hash": short, "sha256": None, "filename": str(path), "config": None})
+        return models
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints():
+        return {}
+
+    @router.get("/samplers")
+    def samplers():
+        return [{"name": name, "aliases": [name.lower().replace(" ", "_").replace("+", "p")],
+                 "options": {"scheduler": spec.default_schedule}} for name, spec in SAMPLERS.items()]
+
+    @router.get("/schedulers")
+    def schedulers():
+        return [{"name": name.lower().replace(" ", "_"), "label": name, "aliases": None, "default_rho": -1,
+                 "need_inner_model": False} for name in SCHEDULE_NAMES if name in SCHEDULES or name == "Automatic"]
+
+    @router.get("/sd-vae")
+    def sd_vae():
+        return [{"model_name": name, "filename": str(state.vae_dir / name)} for name in state.vae_names()
+                if name != AUTOMATIC_VAE]
+
+    @router.get("/loras")
+    def loras():
+        return [{"name": name, "alias": name, "path": str(path), "metadata": {}}
+                for name, path in ((p.stem, p) for p in lora_paths(studio))]
+
+    @router.post("/refresh-loras")
+    def refresh_loras():
+        return {}
+
+    @router.get("/options")
+    def get_options():
+        return current_options(studio)
+
+    @router.post("/options")
+    def set_options(options: dict):
+        apply_options(studio, options)
+        return None
+
+    @router.get("/cmd-flags")
+    def cmd_flags():
+        return flags or {}
+
+    @router.get("/memory")
+    def memory():
+        return memory_report()
+
+    @router.post("/png-info")
+    def png_info(payload: PngInfoPayload):
+        if not payload.image:
+            return {"info": "", "items": {}, "parameters": {}}
+        image = decode_image(payload.image, "image")
+        text = image.info.get("parameters", "")
+        items = {k: v for k, v in image.info.items() if isinstance(v, str) and k != "parameters"}
+        return {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}
+
+    app.include_router(router)
+    docs = APIRouter(dependencies=router.dependencies)
+    schema = functools.cache(lambda: get_openapi(title="Stable Diffusion studio: AUTOMATIC1111-compatible API",
+                                                 version=__version__, routes=router.routes))
+    docs.add_api_route(f"{PREFIX}/openapi.json", lambda: schema(), include_in_schema=False)   # /openapi.json is Gradio's
+    docs.add_api_route("/docs", lambda: HTMLResponse(docs_page(schema())), include_in_schema=False)
+    app.include_router(docs)
+
+
+def docs_page(schema: dict) -> str:
+    """The OpenAPI description as a plain page: Swagger UI would need a CDN, and this app works offline."""
+    components = schema.get("components", {}).get("schemas", {})
+    rows = []
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            name = body.get("$ref", "").rsplit("/", 1)[-1]
+            fields = ", ".join(f"{k}" + (f" = {v['default']!r}" if "default" in v else "")
+                               for k, v in components.get(name, {}).get("properties", {}).items())
+            rows.append(f"<tr><td><b>{method.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
+                        f"<td>{html.escape(fields)}</td></tr>")
+    return (f"<!doctype html><title>{html.escape(schema['info']['title'])}</title>"
+            f"<h1>{html.escape(schema['info']['title'])}</h1><p>Machine-readable: <a href='{PREFIX}/openapi.json'>"
+            f"{PREFIX}/openapi.json</a>. Pictures travel as base64 PNG. Errors in the input answer 422 with "
+            "<code>{\"error\", \"detail\"}</code>.</p><table border=1 cellpadding=4>"
+            "<tr><th>method</th><th>path</th><th>body fields (defaults)</th></tr>" + "".join(rows) + "</table>")
+
+
+class UnprocessableRoute(APIRoute):
+    """Errors a client's input causes (PayloadError, the engine's own errors) answer 422 with the sentence
+    that says what is wrong. Added to a running server, so the handling lives in the route, not the app."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        @functools.wraps(handler)
+        async def answer(request: Request):
+            try:
+                return await handler(request)
+            except (PayloadError, EngineError, ValueError) as e:
+                return JSONResponse(status_code=422, content={"error": type(e).__name__, "detail": str(e)})
+        return answer
+
+
+def basic_auth(users: list[tuple[str, str]]):
+    security = HTTPBasic()
+
+    def check(credentials: HTTPBasicCredentials = Depends(security)):
+        for user, password in users:
+            if (secrets.compare_digest(credentials.username, user)
+                    and secrets.compare_digest(credentials.password, password)):
+                return
+        raise HTTPException(status_code=401, detail="Incorrect username or password",
+                            headers={"WWW-Authenticate": "Basic"})
+    return check
+
+
+def job_state(job: Job | None) -> dict:
+    return {"skipped": bool(job and job.skip_requested), "interrupted": bool(job and job.interrupted),
+            "stopping_generation": False, "job": job.tab if job else "", "job_count": 1 if job else 0,
+            "job_timestamp": "0", "job_no": 0, "sampling_step": job.steps_done if job else 0,
+            "sampling_steps": job.total_steps if job else 0}
+
+
+def lora_paths(studio: Studio) -> list[Path]:
+    from engine.loading.catalog import list_loras
+    return list_loras(studio.state.lora_dir)
+
+
+def checkpoint_name(studio: Studio, wanted: str) -> str:
+    """A1111 clients name a checkpoint by title ("name [hash]"), file name or stem."""
+    wanted = wanted.split(" [")[0].strip()
+    names = studio.state.checkpoint_names()
+    for name in names:
+        if wanted in (name, Path(name).stem, Path(name).name):
+            return name
+    raise PayloadError(f"sd_model_checkpoint: no checkpoint {wanted!r} in {studio.state.checkpoint_dir} "
+                       f"(have: {', '.join(names) or 'none'})")
+
+
+def current_options(studio: Studio) -> dict:
+    s, pipe = studio.settings, studio.state.pipeline
+    title = None
+    if pipe is not None:
+        title = f"{pipe.name} [{pipe.model_hash}]" if pipe.model_hash else pipe.name
+    return {"sd_model_checkpoint": title, "sd_vae": s.vae, "CLIP_stop_at_last_layers": s.clip_skip,
+            "samples_save": s.save_outputs, "outdir_samples": str(studio.outdir),
+            "live_previews_enable": s.preview_method != "None", "show_progress_every_n_steps": s.preview_every,
+            "sd_checkpoint_hash": pipe.model_hash if pipe is not None else None}
+
+
+def apply_options(studio: Studio, options: dict) -> None:
+    """Set what this app has of A1111's options; a checkpoint name loads that model (a 422 if it cannot)."""
+    s = studio.settings
+    if "sd_model_checkpoint" in options:
+        name = checkpoint_name(studio, str(options["sd_model_checkpoint"]))
+        status = studio.state.load(name)
+        if not status.startswith("Loaded"):
+            raise PayloadError(f"sd_model_checkpoint: {status}")
+    if "sd_vae" in options:
+        name = str(options["sd_vae"])
+        name = AUTOMATIC_VAE if name in ("Automatic", "None", "") else name
+        message = studio.state.set_vae(name)
+        if "not used" in message:
+            raise PayloadError(f"sd_vae: {message}")
+        s.vae = name
+    if "CLIP_stop_at_last_layers" in options:
+        value = int(options["CLIP_stop_at_last_layers"])
+        if not 1 <= value <= 12:
+            raise PayloadError("CLIP_stop_at_last_layers: between 1 and 12")
+        s.clip_skip = value
+    if "samples_save" in options:
+        s.save_outputs = bool(options["samples_save"])
+    studio.save_settings()
+
+
+def memory_report() -> dict:
+    import torch
+    pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    available = os.sysconf("SC_AVPHYS_PAGES") * page_size
+    total = pages * page_size
+    ram = {"free": available, "used": total - available, "total": total}
+    if torch.cuda.is_available():
+        free, total_cuda = torch.cuda.mem_get_info()
+        cuda = {"system": {"free": free, "used": total_cuda - free, "total": total_cuda}}
+    else:
+        cuda = {"error": "no CUDA device"}
+    return {"ram": ram, "cuda": cuda}

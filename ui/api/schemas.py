@@ -1,0 +1,73 @@
+"""Request bodies of AUTOMATIC1111's API: the same field names and defaults, so existing clients send what
+they always send. Fields this app has no use for (restore_faces, tiling, hires fix, refiner, styles, ...) are
+accepted and ignored, as A1111 ignores what its scripts do not read."""
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GenerationPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] | None = None
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str | None = None
+    sampler_index: str = "Euler"
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int | None = None            # None: the loaded model's native size (512 for SD1.x)
+    height: int | None = None
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: float | None = None
+    s_noise: float = 1.0
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    script_name: str | None = None
+    script_args: list = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+
+
+class Txt2ImgPayload(GenerationPayload):
+    enable_hr: bool = False
+    denoising_strength: float | None = None
+
+
+class Img2ImgPayload(GenerationPayload):
+    init_images: list[str] = Field(default_factory=list)
+    resize_mode: int = 0
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    include_init_images: bool = False
+
+
+class PngInfoPayload(BaseModel):
+    image: str = ""
+
+
+class GenerationResponse(BaseModel):
+    images: list[str] | None
+    parameters: dict
+    info: str
