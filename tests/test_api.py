@@ -81,6 +81,12 @@ def test_txt2img_as_in_a1111s_example(app):
     assert status == 200 and "Sampler: DPM++ 2M, Schedule type: Karras" in json.loads(answer["info"])["infotexts"][0]
 
 
+def test_lcm_sampler_through_the_same_fields(app):
+    status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a red star", "sampler_name": "LCM", "steps": 4,
+                                                    "cfg_scale": 1.5, "seed": 1})
+    assert status == 200 and "Steps: 4, Sampler: LCM, Schedule type: LCM" in json.loads(answer["info"])["infotexts"][0]
+
+
 def test_img2img_inpainting_keeps_the_unmasked_part(app):
     source = Image.new("RGB", (64, 64), (200, 40, 40))
     mask = Image.new("L", (64, 64), 0)

@@ -26,6 +26,7 @@ from ..jobs import Job
 from ..model_state import AUTOMATIC_VAE
 from ..outputs import save_image
 from ..studio import Studio
+from .controlnet import control_units, controlnet_router
 from .convert import PayloadError, decode_image, encode_image, info_json, to_request
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
 
@@ -46,6 +47,8 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         pipe = state.pipeline_for(checkpoint)
         request = to_request(payload, pipe.native_size, int(overrides.get("CLIP_stop_at_last_layers",
                                                                           studio.settings.clip_skip)))
+        scripts = {k.lower(): v for k, v in (payload.alwayson_scripts or {}).items()}
+        request.control_units = control_units(studio, scripts.get("controlnet"), request.width, request.height)
         job = Job(f"api-{tab}")
 
         def on_progress(done, total, denoised):
@@ -163,6 +166,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         return {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}
 
     app.include_router(router)
+    app.include_router(controlnet_router(studio, router.dependencies, UnprocessableRoute))
     docs = APIRouter(dependencies=router.dependencies)
     schema = functools.cache(lambda: get_openapi(title="Stable Diffusion studio: AUTOMATIC1111-compatible API",
                                                  version=__version__, routes=router.routes))
