@@ -49,7 +49,7 @@ def encode_image(image: Image.Image) -> str:
 def sampler_and_schedule(payload: GenerationPayload) -> tuple[str, str]:
     """A1111 accepts "DPM++ 2M Karras" (older clients) as well as sampler + scheduler, names in any case."""
     name = payload.sampler_name or payload.sampler_index or "Euler"
-    schedule = payload.scheduler or "Automatic"
+    schedule = (payload.scheduler or "Automatic").replace("_", " ")    # A1111's ids: "sgm_uniform", "karras"
     by_lower = {s.lower(): s for s in SAMPLERS}
     schedules = {s.lower(): s for s in SCHEDULE_NAMES}
     if name.lower() not in by_lower:
