@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from engine import Device, EngineError
+from engine.loading.tensor_files import allow_unsafe_pickle
 from extensions import ExtensionAPI, load_extensions
 from ui.api import create_api
 from ui.app import CSS, build_app
@@ -29,6 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--annotators-dir", type=Path, help="ControlNet annotator weights (default: <models-dir>/annotators)")
     parser.add_argument("--api", action="store_true", help="serve AUTOMATIC1111's REST API (/sdapi/v1/...) too")
     parser.add_argument("--api-auth", help="user:password (several: comma-separated) required by the API")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true",
+                        help="load .ckpt/.pt files whose pickle can run code (only files you trust)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     return parser.parse_args(argv)
@@ -67,6 +70,10 @@ def lan_address() -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     users = credentials(args.auth, args.auth_file)
+    if args.allow_unsafe_pickle:
+        allow_unsafe_pickle(True)
+        print("WARNING: --allow-unsafe-pickle: a .ckpt/.pt file can now run any code on this computer when "
+              "loaded. Load only files you trust; prefer .safetensors.", file=sys.stderr)
     settings = load_settings(args.settings_file)
     state = ModelState(args.models_dir, Device.choose(args.device, args.precision))
     state.vae_choice = settings.vae

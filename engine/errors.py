@@ -27,3 +27,7 @@ class MissingKeysError(ModelLoadError):
 
 class UnsafePickleError(ModelLoadError):
     """A .ckpt/.pt pickle wants to run code or build objects beyond plain tensors and containers."""
+
+
+class NumericalError(EngineError):
+    """A generation produced NaN or infinite values (an overflow at reduced precision, a broken model file)."""

@@ -16,6 +16,7 @@ import torch
 from . import images
 from .control import Control
 from .devices import Device
+from .errors import NumericalError
 from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
 from .loading import load_components, load_vae
@@ -153,7 +154,12 @@ class Pipeline:
             latents, interrupted = self._sample(req, seeds[part], subseeds[part], cond, uncond, source, on_step,
                                                 should_stop, should_skip)
             if latents is not None:
-                for i, image in enumerate(images.to_pil(self.decode_latents(latents))):
+                pixels = self.decode_latents(latents)
+                if not torch.isfinite(latents).all() or not torch.isfinite(pixels).all():
+                    raise NumericalError(
+                        f"the picture came out as NaN/infinity ({self.device}): the model overflowed at this "
+                        "precision or its weights are damaged. Try --precision fp32, another VAE, or another model.")
+                for i, image in enumerate(images.to_pil(pixels)):
                     if source is not None:
                         image = images.apply_overlay(image, source.overlay, source.paste_box)
                     index = b * req.batch_size + i

@@ -9,6 +9,8 @@ from .images import MASKED_CONTENT, RESIZE_MODES
 from .sampling import SAMPLERS, SCHEDULES
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
+MAX_PROMPT_CHARACTERS = 10_000          # about 30 chunks of 77 tokens
+MAX_IMAGE_SIDE = 4096                   # pictures given to img2img, inpaint and ControlNet
 
 
 class InvalidRequestError(EngineError, ValueError):
@@ -58,6 +60,16 @@ class GenerationRequest:
         require(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         require(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         require(1 <= self.steps <= 150, f"steps must be between 1 and 150, not {self.steps}")
+        for name in ("prompt", "negative_prompt"):
+            length = len(getattr(self, name))
+            require(length <= MAX_PROMPT_CHARACTERS, f"the {name.replace('_', ' ')} is {length:,} characters long; "
+                                                     f"at most {MAX_PROMPT_CHARACTERS:,} are taken")
+        pictures = [("init image", self.init_image), ("mask", self.mask),
+                    *((f"ControlNet {i} image", u.image) for i, u in enumerate(self.control_units))]
+        for name, picture in pictures:
+            if picture is not None:
+                require(max(picture.size) <= MAX_IMAGE_SIDE, f"the {name} is {picture.size[0]}x{picture.size[1]}; "
+                                                            f"at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} is taken")
         if self.schedule == "LCM" or (self.schedule == "Automatic" and SAMPLERS[self.sampler].default_schedule == "LCM"):
             grid = int(50 * (self.denoising_strength if self.is_img2img else 1.0))
             require(1 <= self.steps <= grid, f"the LCM schedule takes 1 to {grid} steps"

@@ -115,6 +115,8 @@ def test_png_info_lists_and_options(app):
         status, listed = call(app, path)
         assert status == 200 and isinstance(listed, list)
     assert call(app, "/sdapi/v1/memory")[1]["ram"]["total"] > 0
+    for path in ("/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-loras", "/sdapi/v1/skip"):
+        assert call(app, path, {})[0] == 200                          # nothing running: nothing to skip
     assert call(app, "/sdapi/v1/cmd-flags")[1]["api"] is True
     options = call(app, "/sdapi/v1/options")[1]
     assert options["sd_model_checkpoint"].startswith("starter [") and options["CLIP_stop_at_last_layers"] == 1

@@ -186,6 +186,25 @@ def test_malicious_ckpt_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_allow_unsafe_pickle_is_an_explicit_switch(tmp_path):
+    """Only with --allow-unsafe-pickle (allow_unsafe_pickle(True)) does such a file load - and its code runs."""
+    from engine.loading.tensor_files import allow_unsafe_pickle, load_pickle_state_dict
+    marker = tmp_path / "ran"
+    payload = RunsACommand()
+    payload.marker = marker
+    path = tmp_path / "trusted.ckpt"
+    torch.save({"state_dict": {"x": torch.ones(2)}, "payload": payload}, path)
+    try:
+        allow_unsafe_pickle(True)
+        assert torch.equal(load_pickle_state_dict(path)["x"], torch.ones(2)) and marker.exists()
+    finally:
+        allow_unsafe_pickle(False)
+    marker.unlink()
+    with pytest.raises(UnsafePickleError):
+        load_pickle_state_dict(path)
+    assert not marker.exists()
+
+
 def test_damaged_and_foreign_files_give_clear_errors(refs, tmp_path):
     ldm = ldm_state_dict(*refs)
     good = tmp_path / "good.safetensors"

@@ -92,6 +92,23 @@ def test_cfg_1_skips_the_unconditional_pass(pipe):
         pipe.unet = unet
 
 
+def test_a_nan_result_is_a_clear_error_and_the_next_generation_works(pipe):
+    from engine.errors import NumericalError
+
+    class Overflowing(torch.nn.Module):
+        def forward(self, sample, *args, **kwargs):
+            return torch.full_like(sample, float("nan"))
+    broken = Overflowing()
+    unet, pipe.unet = pipe.unet, broken
+    broken.config, broken.dtype = unet.config, unet.dtype
+    try:
+        with pytest.raises(NumericalError, match="NaN/infinity .* Try --precision fp32"):
+            pipe.generate(request(sampler="Euler"))
+    finally:
+        pipe.unet = unet
+    assert pipe.generate(request(sampler="Euler")).images[0].size == (64, 64)
+
+
 def test_progress_reports_each_step_and_interrupt_stops_within_a_step(pipe):
     seen = []
     pipe.generate(request(steps=5, batch_count=2), progress=lambda i, total, latents: seen.append((i, total, latents.shape)))

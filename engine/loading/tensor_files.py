@@ -7,6 +7,7 @@ time) and overwriting the file later cannot fault a loaded model. `.ckpt/.pt/.pt
 HTML page saved as `.safetensors` is called what it is.
 """
 import json
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from ..errors import CorruptCheckpointError, UnsafePickleError, WrongFileTypeError
 
+log = logging.getLogger(__name__)
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
                       "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
@@ -22,6 +24,16 @@ SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.f
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class PicklePolicy:
+    """Whether a pickle the weights-only loader refuses may be loaded anyway (it can run any code).
+    Off unless the app starts with --allow-unsafe-pickle; set once at start-up."""
+    allow_unsafe = False
+
+
+def allow_unsafe_pickle(enabled: bool) -> None:
+    PicklePolicy.allow_unsafe = bool(enabled)
 
 
 class SafetensorsFile:
@@ -133,11 +145,19 @@ def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if PicklePolicy.allow_unsafe:
+            log.warning("%s: loading a pickle that can run code (--allow-unsafe-pickle)", path.name)
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+            return _tensors_of(obj, path)
         raise UnsafePickleError(
             f"{path.name} was refused: its pickle asks to run code or build objects beyond plain tensors "
             f"({str(e).splitlines()[0][:200]}). Use a .safetensors version of this model.") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CorruptCheckpointError(f"{path.name}: damaged or truncated checkpoint ({str(e)[:200]})") from e
+    return _tensors_of(obj, path)
+
+
+def _tensors_of(obj, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

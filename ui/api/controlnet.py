@@ -15,6 +15,7 @@ from extensions import CONTROL_MODES, AnnotatorUnavailable
 from ..controlnet import DEFAULT_PREPROCESSOR, RESIZE_LABELS, models_for, pixel_perfect_resolution
 from ..studio import Studio
 from .convert import PayloadError, decode_image, encode_image
+from .schemas import Int
 
 RESIZE_BY_LABEL = {label.lower(): mode for mode, label in RESIZE_LABELS.items()}
 RESIZE_BY_NUMBER = list(RESIZE_LABELS)                              # 0 just resize, 1 crop, 2 fill
@@ -35,7 +36,7 @@ class ControlNetUnitPayload(BaseModel):
     input_image: str | None = None
     resize_mode: str | int = "Crop and Resize"
     low_vram: bool = False
-    processor_res: int = -1
+    processor_res: Int = -1
     threshold_a: float = -1
     threshold_b: float = -1
     guidance_start: float = 0.0
@@ -49,7 +50,7 @@ class ControlNetUnitPayload(BaseModel):
 class DetectPayload(BaseModel):
     controlnet_module: str = "none"
     controlnet_input_images: list[str] = Field(default_factory=list)
-    controlnet_processor_res: int = 512
+    controlnet_processor_res: Int = 512
     controlnet_threshold_a: float = -1
     controlnet_threshold_b: float = -1
 

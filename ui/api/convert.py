@@ -9,10 +9,13 @@ from PIL import Image, UnidentifiedImageError
 
 from engine import GenerationRequest, GenerationResult
 from engine.images import MASKED_CONTENT, RESIZE_MODES
-from engine.request import INPAINT_AREAS
+from engine.request import INPAINT_AREAS, MAX_IMAGE_SIDE
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
 from .schemas import GenerationPayload, Img2ImgPayload
+
+
+MAX_PICTURE_BYTES = 50 * 1024 * 1024
 
 
 class PayloadError(ValueError):
@@ -27,12 +30,21 @@ def decode_image(data: str, field: str) -> Image.Image:
         raise PayloadError(f"{field}: links are not fetched (this app works offline); send the picture as base64")
     if data.startswith("data:image/"):
         data = data.split(";", 1)[1].split(",", 1)[-1]
+    if len(data) * 3 // 4 > MAX_PICTURE_BYTES:
+        raise PayloadError(f"{field}: the picture is over {MAX_PICTURE_BYTES // 2**20} MB")
+    unreadable = (binascii.Error, UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError)
     try:
         image = Image.open(io.BytesIO(base64.b64decode(data, validate=False)))
-        image.load()
-        return image
-    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as e:
+    except unreadable as e:
         raise PayloadError(f"{field}: not a readable base64 picture ({e})") from None
+    if max(image.size) > MAX_IMAGE_SIDE:      # read from the header, before any pixel is decoded
+        raise PayloadError(f"{field}: the picture is {image.size[0]}x{image.size[1]}; at most "
+                           f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} is taken")
+    try:
+        image.load()
+    except unreadable as e:
+        raise PayloadError(f"{field}: not a readable base64 picture ({e})") from None
+    return image
 
 
 def encode_image(image: Image.Image) -> str:
@@ -97,7 +109,7 @@ def img2img_fields(p: Img2ImgPayload) -> dict:
 
 
 def info_json(payload: GenerationPayload, request: GenerationRequest, result: GenerationResult, model_name: str,
-              model_hash: str, vae_name: str | None) -> str:
+              model_hash: str, vae_name: str | None, warnings: list[str] | None = None) -> str:
     """The `info` string of A1111's responses (its Processed.js())."""
     n = len(result.images)
     return json.dumps({
@@ -114,5 +126,5 @@ def info_json(payload: GenerationPayload, request: GenerationRequest, result: Ge
         "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": result.infotexts,
         "styles": payload.styles or [], "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False,
-        "interrupted": result.interrupted,
+        "interrupted": result.interrupted, "warnings": warnings or [],
     })

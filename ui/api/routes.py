@@ -9,8 +9,10 @@ import os
 import secrets
 from pathlib import Path
 
+import torch
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -56,14 +58,19 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
         result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
                                                       checkpoint))
+        warnings = []
         if payload.save_images:
-            for image, text, seed in zip(result.images, result.infotexts, result.seeds):
-                save_image(image, text, seed, studio.outdir, tab)
-        parameters = payload.model_dump(exclude={"init_images", "mask"} if not getattr(
-            payload, "include_init_images", False) else set())
+            try:
+                for image, text, seed in zip(result.images, result.infotexts, result.seeds):
+                    save_image(image, text, seed, studio.outdir, tab)
+            except OSError as e:     # the pictures still go back to the client
+                warnings.append(f"Could not save to {studio.outdir}: {e.strerror or e}")
+        hidden = set() if getattr(payload, "include_init_images", False) else {"init_images", "mask"}
+        parameters = {k: v for k, v in payload.model_dump().items()     # A1111's fields only, as it answers
+                      if k in type(payload).model_fields and k not in hidden}
         return {"images": [encode_image(im) for im in result.images] if payload.send_images else [],
                 "parameters": parameters,
-                "info": info_json(payload, request, result, pipe.name, pipe.model_hash, pipe.vae_name)}
+                "info": info_json(payload, request, result, pipe.name, pipe.model_hash, pipe.vae_name, warnings)}
 
     @router.post("/txt2img", response_model=GenerationResponse)
     def txt2img(payload: Txt2ImgPayload):
@@ -205,8 +212,18 @@ class UnprocessableRoute(APIRoute):
         async def answer(request: Request):
             try:
                 return await handler(request)
+            except RequestValidationError as e:     # as FastAPI answers, minus the echoed input (may be NaN)
+                problems = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+                            for err in e.errors()]
+                detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)
+                return JSONResponse(status_code=422, content={"error": "RequestValidationError", "detail": detail,
+                                                              "errors": problems})
             except (PayloadError, EngineError, ValueError) as e:
                 return JSONResponse(status_code=422, content={"error": type(e).__name__, "detail": str(e)})
+            except (torch.OutOfMemoryError, MemoryError):
+                return JSONResponse(status_code=507, content={
+                    "error": "OutOfMemory", "detail": "Not enough memory for this request: ask for a smaller size "
+                                                      "or batch. The server goes on serving."})
         return answer
 
 

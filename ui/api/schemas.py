@@ -1,9 +1,11 @@
 """Request bodies of AUTOMATIC1111's API: the same field names and defaults, so existing clients send what
 they always send. Fields this app has no use for (restore_faces, tiling, hires fix, refiner, styles, ...) are
 accepted and ignored, as A1111 ignores what its scripts do not read."""
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Int = Annotated[int, Field(ge=-(2 ** 63), le=2 ** 63 - 1)]      # what a tensor (and JSON tooling) can hold
 
 
 class GenerationPayload(BaseModel):
@@ -12,20 +14,20 @@ class GenerationPayload(BaseModel):
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] | None = None
-    seed: int = -1
-    subseed: int = -1
+    seed: Int = -1
+    subseed: Int = -1
     subseed_strength: float = 0.0
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
+    seed_resize_from_h: Int = -1
+    seed_resize_from_w: Int = -1
     sampler_name: str | None = None
     sampler_index: str = "Euler"
     scheduler: str | None = None
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 50
+    batch_size: Int = 1
+    n_iter: Int = 1
+    steps: Int = 50
     cfg_scale: float = 7.0
-    width: int | None = None            # None: the loaded model's native size (512 for SD1.x)
-    height: int | None = None
+    width: Int | None = None            # None: the loaded model's native size (512 for SD1.x)
+    height: Int | None = None
     restore_faces: bool | None = None
     tiling: bool | None = None
     do_not_save_samples: bool = False
@@ -48,17 +50,17 @@ class Txt2ImgPayload(GenerationPayload):
 
 class Img2ImgPayload(GenerationPayload):
     init_images: list[str] = Field(default_factory=list)
-    resize_mode: int = 0
+    resize_mode: Int = 0
     denoising_strength: float = 0.75
     image_cfg_scale: float | None = None
     mask: str | None = None
-    mask_blur_x: int = 4
-    mask_blur_y: int = 4
-    mask_blur: int | None = None
-    inpainting_fill: int = 0
+    mask_blur_x: Int = 4
+    mask_blur_y: Int = 4
+    mask_blur: Int | None = None
+    inpainting_fill: Int = 0
     inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = 0
-    inpainting_mask_invert: int = 0
+    inpaint_full_res_padding: Int = 0
+    inpainting_mask_invert: Int = 0
     initial_noise_multiplier: float | None = None
     include_init_images: bool = False
 
