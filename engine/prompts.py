@@ -124,10 +124,13 @@ class PromptEncoder:
         device = self.text_encoder.final_layer_norm.weight.device
         ids = torch.tensor([chunk.tokens], device=device)
         z = self.text_encoder.encode(ids, clip_skip).float()
+        if all(m == 1.0 for m in chunk.multipliers):
+            return z   # nothing to weight; also spares a 0/0 when the features average exactly zero
         weights = torch.tensor(chunk.multipliers, device=device)[None, :, None]
         original_mean = z.mean()
         z = z * weights
-        return z * (original_mean / z.mean())
+        new_mean = z.mean()
+        return z * (original_mean / new_mean) if new_mean != 0 else z
 
     def clear(self) -> None:
         """Forget cached encodings (the text encoder's weights changed)."""
