@@ -70,7 +70,9 @@ class GenerationRequest:
             if picture is not None:
                 require(max(picture.size) <= MAX_IMAGE_SIDE, f"the {name} is {picture.size[0]}x{picture.size[1]}; "
                                                             f"at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} is taken")
-        if self.schedule == "LCM" or (self.schedule == "Automatic" and SAMPLERS[self.sampler].default_schedule == "LCM"):
+        lcm_grid = self.schedule == "LCM" or (self.schedule == "Automatic"
+                                              and SAMPLERS[self.sampler].default_schedule == "LCM")
+        if lcm_grid:
             grid = int(50 * (self.denoising_strength if self.is_img2img else 1.0))
             require(1 <= self.steps <= grid, f"the LCM schedule takes 1 to {grid} steps"
                     + (f" at denoising strength {self.denoising_strength:g}" if self.is_img2img else "")

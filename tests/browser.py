@@ -2,6 +2,7 @@
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,20 @@ def launch_chromium(playwright):
         pytest.fail("Chromium is needed for the browser tests: apt-get install chromium (the README's test "
                     "command does it)")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@contextmanager
+def page_on_tab(app: RunningApp, tab: str, height: int = 1000):
+    """A headless Chromium page on the running app, opened on `tab`; closed afterwards."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": height})
+        page.goto(app.url)
+        page.wait_for_selector("#page_ready .ready", state="attached")
+        page.get_by_role("tab", name=tab, exact=True).first.click()
+        yield page
+        browser.close()
 
 
 def wait_until(condition, timeout: float = 60.0, every: float = 0.2, message: str = "condition"):

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from tests.browser import MODELS, RunningApp, launch_chromium, wait_until
-from tests.test_browser import open_tab, saved, set_number, wait_done
+from tests.browser import MODELS, RunningApp, page_on_tab, wait_until
+from tests.test_browser import saved, set_number, wait_done
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
 
@@ -43,14 +43,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(app):
-    with playwright_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(app.url)
-        page.wait_for_selector("#page_ready .ready", state="attached")
-        open_tab(page, "Consistency")
+    with page_on_tab(app, "Consistency", height=1100) as page:
         yield page
-        browser.close()
 
 
 def info(page):

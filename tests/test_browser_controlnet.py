@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import RunningApp, launch_chromium, models_with_test_controlnets, wait_until
-from tests.test_browser import open_tab, saved, set_number, wait_done
+from tests.browser import RunningApp, models_with_test_controlnets, page_on_tab, wait_until
+from tests.test_browser import saved, set_number, wait_done
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
 
@@ -22,14 +22,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(app):
-    with playwright_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(app.url)
-        page.wait_for_selector("#page_ready .ready", state="attached")
-        open_tab(page, "ControlNet")
+    with page_on_tab(app, "ControlNet", height=1000) as page:
         yield page
-        browser.close()
 
 
 def shown_image(page, selector) -> np.ndarray:

@@ -49,6 +49,14 @@ def load_checkpoint(path: Path):
     return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
 
+def latent_cache(runs: Path) -> tuple:
+    """(latents, caption ids, scaling factor) of the UNet stage's cache, for the later stages."""
+    cache = load_checkpoint(runs / "latents.pt")
+    if cache is None:
+        raise SystemExit("no latent cache: run python -m training.train_unet first (it builds <runs>/latents.pt)")
+    return cache["latents"], cache["ids"], cache["scaling_factor"]
+
+
 def write_json(path: Path, data: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from engine.models import UNet2DConditionModel, UNetConfig
 from engine.sampling import DiscreteSchedule
 from engine.sampling.consistency import guidance_embedding, lcm_boundary
 from engine.tokenizer import CLIPTokenizer
-from training.common import RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, save_checkpoint, setup_threads, write_json
+from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint, save_checkpoint,
+                             setup_threads, write_json)
 from training.train_controlnet import frozen_starter
 
 LCM_DIR = STARTER_DIR.parent / "starter-lcm"
@@ -114,10 +115,7 @@ def main(argv=None):
     if args.export:
         print(f"exported to {export(target.eval(), args.teacher, step, args.out)} (step {step})")
         return
-    cache = load_checkpoint(args.runs / "latents.pt")
-    if cache is None:
-        raise SystemExit("no latent cache: run python -m training.train_unet first (it builds <runs>/latents.pt)")
-    latents, ids, scale = cache["latents"], cache["ids"], cache["scaling_factor"]
+    latents, ids, scale = latent_cache(args.runs)
     alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
     with torch.no_grad():
         uncond = text_encoder(CLIPTokenizer()("").long()).last_hidden_state

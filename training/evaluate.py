@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from training.common import EVAL_SEED_START, RUNS
-from training.scenes import COLORS, POSITIONS, SHAPES, caption, random_scene, render, scene_for
+from training.scenes import COLORS, POSITIONS, caption, random_scene, render, scene_for
 
 COLOR_NAMES = list(COLORS)
 COLOR_TABLE = np.array([COLORS[c] for c in COLOR_NAMES], dtype=np.float32)

@@ -8,7 +8,6 @@ Takes the EMA weights of <runs>/unet.pt and the VAE of <runs>/vae.pt (default ru
 import argparse
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from engine.loading.ldm_export import ldm_state_dict

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from engine.models.controlnet import ControlNetConfig, ControlNetModel
 from engine.sampling import DiscreteSchedule
-from training.common import RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, save_checkpoint, setup_threads
+from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint, save_checkpoint,
+                             setup_threads)
 from training.scenes import render_edges, render_segmentation, scene_for
 from training.train_unet import make_models
 
@@ -98,10 +99,7 @@ def main(argv=None):
     if args.export:
         print(f"exported to {export(net, args.kind, args.out)} (step {step})")
         return
-    cache = load_checkpoint(args.runs / "latents.pt")
-    if cache is None:
-        raise SystemExit("no latent cache: run python -m training.train_unet first (it builds <runs>/latents.pt)")
-    latents, ids, scale = cache["latents"], cache["ids"], cache["scaling_factor"]
+    latents, ids, scale = latent_cache(args.runs)
     alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
     net.train()
     start = time.time()

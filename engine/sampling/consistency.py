@@ -45,18 +45,23 @@ def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
 
 
-@torch.no_grad()
-def sample_lcm(model, x, sigmas, noise=None, callback=None, **_):
-    """LCM multistep sampling (Luo et al. 2023, Algorithm 3): jump to the consistency function's x_0, then
-    re-noise it to the next level, x = x_0 + sigma_next z; the last jump is the picture."""
+def _jump_and_renoise(model, x, sigmas, noise, callback, renoise):
+    """x_0 = f(x, sigma_i); then x = x_0 + renoise(sigma_{i+1}) z until the last jump, which is the picture."""
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         if callback is not None:
             callback(i, x, denoised)
         x = denoised
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
+            x = x + renoise(sigmas[i + 1]) * noise(sigmas[i], sigmas[i + 1])
     return x
+
+
+@torch.no_grad()
+def sample_lcm(model, x, sigmas, noise=None, callback=None, **_):
+    """LCM multistep sampling (Luo et al. 2023, Algorithm 3): jump to the consistency function's x_0, then
+    re-noise it to the next level, x = x_0 + sigma_next z."""
+    return _jump_and_renoise(model, x, sigmas, noise, callback, lambda sigma: sigma)
 
 
 @torch.no_grad()
@@ -65,14 +70,7 @@ def sample_consistency(model, x, sigmas, noise=None, callback=None, sigma_min=No
     tau_n: x = x_0 + sqrt(tau_n^2 - eps^2) z, x_0 = f(x, tau_n). eps (sigma_min) is the smallest level,
     by default the grid's last non-zero sigma."""
     eps = float(sigmas[sigmas > 0].min()) if sigma_min is None else sigma_min
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i])
-        if callback is not None:
-            callback(i, x, denoised)
-        x = denoised
-        if sigmas[i + 1] > 0:
-            x = x + (sigmas[i + 1] ** 2 - eps ** 2).clamp(min=0) ** 0.5 * noise(sigmas[i], sigmas[i + 1])
-    return x
+    return _jump_and_renoise(model, x, sigmas, noise, callback, lambda tau: (tau ** 2 - eps ** 2).clamp(min=0) ** 0.5)
 
 
 class ConsistencyDenoiser:

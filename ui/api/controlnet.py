@@ -1,7 +1,5 @@
 """ControlNet through the API as A1111's extension serves it: units in `alwayson_scripts.controlnet.args`,
 and /controlnet/version, model_list, module_list, control_types, detect."""
-from pathlib import Path
-
 import numpy as np
 from fastapi import APIRouter
 from PIL import Image
@@ -14,7 +12,7 @@ from extensions import CONTROL_MODES, AnnotatorUnavailable
 
 from ..controlnet import DEFAULT_PREPROCESSOR, RESIZE_LABELS, models_for, pixel_perfect_resolution
 from ..studio import Studio
-from .convert import PayloadError, decode_image, encode_image
+from .convert import PayloadError, decode_image, encode_image, pick_name
 from .schemas import Int
 
 RESIZE_BY_LABEL = {label.lower(): mode for mode, label in RESIZE_LABELS.items()}
@@ -64,11 +62,10 @@ def module_name(studio: Studio, name: str) -> str:
 
 
 def model_name(studio: Studio, name: str) -> str:
-    wanted = name.split(" [")[0].strip()
     names = studio.state.controlnet_names()
-    for candidate in names:
-        if wanted in (candidate, Path(candidate).stem, Path(candidate).name):
-            return candidate
+    found = pick_name(name, names)
+    if found is not None:
+        return found
     raise PayloadError(f"controlnet model {name!r} not found in {studio.state.controlnet_dir} "
                        f"(have: {', '.join(names) or 'none'})")
 

@@ -4,6 +4,7 @@ import binascii
 import io
 import json
 import time
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -56,6 +57,13 @@ def encode_image(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def pick_name(wanted: str, names: list[str]) -> str | None:
+    """The listed name a client means: by full name, file name or stem; A1111's " [hash]" suffix ignored.
+    Only names in the list can come back, so nothing outside a model folder is ever reached."""
+    wanted = wanted.split(" [")[0].strip()
+    return next((n for n in names if wanted in (n, Path(n).stem, Path(n).name)), None)
 
 
 def sampler_and_schedule(payload: GenerationPayload) -> tuple[str, str]:

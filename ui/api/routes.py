@@ -29,7 +29,7 @@ from ..model_state import AUTOMATIC_VAE
 from ..outputs import save_image
 from ..studio import Studio
 from .controlnet import control_units, controlnet_router
-from .convert import PayloadError, decode_image, encode_image, info_json, to_request
+from .convert import PayloadError, decode_image, encode_image, info_json, pick_name, to_request
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
 
 PREFIX = "/sdapi/v1"
@@ -177,7 +177,8 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
     docs = APIRouter(dependencies=router.dependencies)
     schema = functools.cache(lambda: get_openapi(title="Stable Diffusion studio: AUTOMATIC1111-compatible API",
                                                  version=__version__, routes=router.routes))
-    docs.add_api_route(f"{PREFIX}/openapi.json", lambda: schema(), include_in_schema=False)   # /openapi.json is Gradio's
+    # /openapi.json is Gradio's own; this API's description sits under its prefix
+    docs.add_api_route(f"{PREFIX}/openapi.json", lambda: schema(), include_in_schema=False)
     docs.add_api_route("/docs", lambda: HTMLResponse(docs_page(schema())), include_in_schema=False)
     app.include_router(docs)
 
@@ -254,12 +255,12 @@ def lora_paths(studio: Studio) -> list[Path]:
 
 def checkpoint_name(studio: Studio, wanted: str) -> str:
     """A1111 clients name a checkpoint by title ("name [hash]"), file name or stem."""
-    wanted = wanted.split(" [")[0].strip()
     names = studio.state.checkpoint_names()
-    for name in names:
-        if wanted in (name, Path(name).stem, Path(name).name):
-            return name
-    raise PayloadError(f"sd_model_checkpoint: no checkpoint {wanted!r} in {studio.state.checkpoint_dir} "
+    found = pick_name(wanted, names)
+    if found is not None:
+        return found
+    raise PayloadError(f"sd_model_checkpoint: no checkpoint {wanted.split(' [')[0].strip()!r} in "
+                       f"{studio.state.checkpoint_dir} "
                        f"(have: {', '.join(names) or 'none'})")
 
 
