@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from engine import Device, GenerationRequest, load_pipeline
-from training import evaluate, export, train_unet, train_vae
+from training import evaluate, evaluate_controlnet, export, train_unet, train_vae
 from training.scenes import SIZE, render, render_depth, render_edges, render_segmentation, scene_for
 
 
@@ -22,6 +22,22 @@ def test_scenes_are_deterministic_and_maps_align():
 def test_analyser_reads_ground_truth_renders():
     for seed, scene, _ in evaluate.held_out_cases(40):
         assert all(evaluate.score(scene, render(scene)).values()), scene
+
+
+def test_controlnet_adherence_measures_separate_a_match_from_a_miss():
+    scenes = evaluate_controlnet.held_out_scenes(20)
+    for seed, scene, _ in scenes:
+        truth = np.asarray(render_edges(scene))[..., 0] > 0
+        assert evaluate_controlnet.edge_f1(truth, truth) == 1.0
+        assert evaluate_controlnet.edge_f1(truth, np.roll(truth, (6, 6), axis=(0, 1))) < 0.4  # same edges, moved
+        assert evaluate_controlnet.score("edges", scene, render(scene), 1)[0] > 0.9  # canny of the true picture
+        accuracy, iou = evaluate_controlnet.seg_scores(scene, render(scene))
+        assert accuracy == 1.0 and iou == 1.0
+    _, scene, _ = scenes[0]
+    flat = render(scene).copy()
+    flat.paste(evaluate.COLORS[scene.background], (0, 0, *flat.size))                 # the shapes left out
+    accuracy, iou = evaluate_controlnet.seg_scores(scene, flat)
+    assert iou == 0.0 and accuracy < 1.0
 
 
 def test_training_stages_resume_and_export(tmp_path, monkeypatch):

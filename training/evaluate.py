@@ -8,6 +8,7 @@ fitted on the generator's own ground-truth renders). Writes a markdown table to 
 """
 import argparse
 import random
+import time
 from functools import lru_cache
 
 import cv2
@@ -111,19 +112,24 @@ def evaluate(pipe, count: int, sampler: str = "DPM++ 2M", steps: int = 20, cfg: 
     size = pipe.native_size
     totals = {"color": 0, "shape": 0, "position": 0, "background": 0}
     cases = held_out_cases(count, exclude)
+    seconds = 0.0
     for i in range(0, len(cases), batch):
         for seed, scene, text in cases[i:i + batch]:
+            start = time.perf_counter()
             image = pipe.generate(GenerationRequest(prompt=text, sampler=sampler, steps=steps, cfg_scale=cfg,
                                                     width=size, height=size, seed=seed)).images[0]
+            seconds += time.perf_counter() - start
             for key, ok in score(scene, image).items():
                 totals[key] += ok
-    return {key: value / len(cases) for key, value in totals.items()}
+    results = {key: value / len(cases) for key, value in totals.items()}
+    return results | {"seconds per image": seconds / len(cases)}
 
 
 def quick_evaluation(unet, text_encoder, scaling_factor: float, runs, count: int = 48) -> dict:
     """During training: the EMA weights on a few held-out captions (10 steps, to stay cheap)."""
     pipe = training_pipeline(unet, text_encoder, scaling_factor, runs)
     results = evaluate(pipe, count, steps=10)
+    results.pop("seconds per image")
     return {k: round(v, 3) for k, v in results.items()}
 
 
@@ -157,22 +163,28 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=240)
     parser.add_argument("--sampler", default="DPM++ 2M")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=7.0)
     parser.add_argument("--training-scenes", type=int, default=60000)
     args = parser.parse_args(argv)
+    import torch
     from engine import Device, load_pipeline
     pipe = load_pipeline(args.model, Device.cpu_fp32())
     table, labels, _, _ = shape_classifier()
     checks = held_out_cases(200)
     classifier_accuracy = np.mean([classify_shape(analyse(render(sc))["features"]) == sc.shapes[0].kind
                                    for _, sc, _ in checks])
-    results = evaluate(pipe, args.images, args.sampler, args.steps, exclude=training_captions(args.training_scenes))
+    results = evaluate(pipe, args.images, args.sampler, args.steps, args.cfg,
+                       exclude=training_captions(args.training_scenes))
+    seconds = results.pop("seconds per image")
     lines = ["| measure | result | target |", "| --- | --- | --- |"]
     targets = {"color": 0.9, "shape": 0.8, "position": 0.8, "background": 0.9}
     for key, value in results.items():
         lines.append(f"| {key} accuracy | {value:.1%} | >= {targets[key]:.0%} |")
     lines.append(f"| shape classifier on ground-truth renders | {classifier_accuracy:.1%} | - |")
-    text = (f"{args.images} held-out captions (none seen in training), {args.sampler}, {args.steps} steps, CFG 7, "
-            f"{pipe.native_size}x{pipe.native_size}\n\n" + "\n".join(lines) + "\n")
+    lines.append(f"| time per image ({torch.get_num_threads()} threads) | {seconds:.3f} s | - |")
+    text = (f"{args.model}: {args.images} held-out captions (none seen in training), {args.sampler}, "
+            f"{args.steps} steps, CFG {args.cfg:g}, {pipe.native_size}x{pipe.native_size}\n\n"
+            + "\n".join(lines) + "\n")
     (RUNS / "eval.md").parent.mkdir(parents=True, exist_ok=True)
     (RUNS / "eval.md").write_text(text)
     print(text)
