@@ -7,6 +7,7 @@ at every step and pastes the original pixels back at the end.
 """
 import functools
 import hashlib
+import logging
 import random
 from pathlib import Path
 from typing import Callable
@@ -31,6 +32,8 @@ from .sampling.consistency import guidance_embedding
 from .sampling.schedules import lcm
 from .tokenizer import CLIPTokenizer
 from .version import __version__
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, torch.Tensor], None]   # (steps done, steps in the job, current x_0 estimate)
 
@@ -116,9 +119,17 @@ class Pipeline:
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> images in [-1, 1], one at a time to bound memory."""
-        out = [self.vae.decode((z[None] / self.vae.scaling_factor).to(self.vae.dtype)).float() for z in latents]
-        return torch.cat(out)
+        """Scaled latents -> images in [-1, 1], one at a time to bound memory. A half-precision VAE that
+        overflows to NaN is turned to fp32 for good and the picture decoded again, as A1111 does."""
+        return torch.cat([self._decode_one(z[None] / self.vae.scaling_factor) for z in latents])
+
+    def _decode_one(self, z: torch.Tensor) -> torch.Tensor:
+        pixels = self.vae.decode(z.to(self.vae.dtype)).float()
+        if self.vae.dtype == torch.float16 and not torch.isfinite(pixels).all():
+            log.warning("the VAE overflowed in fp16; it runs in fp32 from now on")
+            self.vae.float()
+            return self._decode_one(z)
+        return pixels
 
     # ------------------------------------------------------------------ generation
     def generate(self, req: GenerationRequest, progress: Progress | None = None,

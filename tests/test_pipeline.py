@@ -109,6 +109,25 @@ def test_a_nan_result_is_a_clear_error_and_the_next_generation_works(pipe):
     assert pipe.generate(request(sampler="Euler")).images[0].size == (64, 64)
 
 
+def test_a_half_precision_vae_that_overflows_is_decoded_again_in_fp32(pipe):
+    import copy
+    vae = copy.deepcopy(pipe.vae)
+    with torch.no_grad():
+        vae.decoder.conv_in.weight.mul_(1e5)           # activations beyond fp16's 65504; GroupNorm undoes it in fp32
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = vae.decode(latents / vae.scaling_factor)
+    half = copy.deepcopy(vae).half()
+    assert not torch.isfinite(half.decode(latents.half() / half.scaling_factor)).all()
+    own, pipe.vae = pipe.vae, half
+    try:
+        pixels = pipe.decode_latents(latents)
+        assert pipe.vae.dtype == torch.float32 and torch.isfinite(pixels).all()
+        torch.testing.assert_close(pixels, expected, atol=2e-3, rtol=0)    # fp16-rounded weights, fp32 maths
+    finally:
+        pipe.vae = own
+
+
 def test_progress_reports_each_step_and_interrupt_stops_within_a_step(pipe):
     seen = []
     pipe.generate(request(steps=5, batch_count=2), progress=lambda i, total, latents: seen.append((i, total, latents.shape)))
