@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--settings-file", type=Path, default=ROOT / "settings.json")
     parser.add_argument("--annotators-dir", type=Path, help="ControlNet annotator weights (default: <models-dir>/annotators)")
     parser.add_argument("--api", action="store_true", help="serve AUTOMATIC1111's REST API (/sdapi/v1/...) too")
-    parser.add_argument("--api-auth", help="user:password (several: comma-separated) required by the API")
+    parser.add_argument("--api-auth", help="user:password (several: comma-separated) required by the API "
+                                           "(default: the --auth users)")
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="load .ckpt/.pt files whose pickle can run code (only files you trust)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -100,7 +101,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"Cannot serve on {host}:{args.port}: {e}. Choose another with --port.") from e
     print(f"Running on http://127.0.0.1:{args.port}")
     if args.api:
-        create_api(server, studio, credentials(args.api_auth, None) or None,
+        create_api(server, studio, credentials(args.api_auth, None) or users or None,
                    {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if "auth" not in k})
         print(f"API: http://127.0.0.1:{args.port}/sdapi/v1/ (docs at /docs)")
     if args.listen:

@@ -130,12 +130,13 @@ def test_share_offline_listen_and_no_models_still_serve(tmp_path):
         process.wait(timeout=30)
 
 
-def test_auth_guards_the_page(tmp_path):
+def test_auth_guards_the_page_and_the_api(tmp_path):
+    import base64
     import http.cookiejar
     import urllib.error
     import urllib.parse
     import urllib.request
-    process, port, output = start_webui(tmp_path, "--auth", "ann:secret", until="Running on")
+    process, port, output = start_webui(tmp_path, "--auth", "ann:secret", "--api", until="API:")
     base = f"http://127.0.0.1:{port}"
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -148,6 +149,12 @@ def test_auth_guards_the_page(tmp_path):
         right = urllib.parse.urlencode({"username": "ann", "password": "secret"}).encode()
         opener.open(base + "/login", data=right, timeout=30)
         assert "Stable Diffusion studio" in opener.open(base + "/config", timeout=30).read().decode()
+        with pytest.raises(urllib.error.HTTPError) as refused:              # --auth covers the API too
+            urllib.request.urlopen(base + "/sdapi/v1/samplers", timeout=30)
+        assert refused.value.code == 401
+        request = urllib.request.Request(base + "/sdapi/v1/samplers",
+                                         headers={"Authorization": "Basic " + base64.b64encode(b"ann:secret").decode()})
+        assert "DPM++ 2M" in urllib.request.urlopen(request, timeout=30).read().decode()
     finally:
         process.terminate()
         process.wait(timeout=30)
