@@ -167,9 +167,10 @@ def rss_child(folder: Path, side: str, size: int) -> None:
 
 
 # ---------------------------------------------------------------- the cases
-def cases(folder: Path, size: int, repeats: int, steps_equal: int) -> list[dict]:
+def cases(folder: Path, size: int, repeats: int, steps_equal: int, precisions: list[str]) -> list[dict]:
     rows = []
-    for name, dtype in DTYPES.items():
+    for name in precisions:
+        dtype = DTYPES[name]
         engine, reference = engine_side(folder, dtype), diffusers_side(folder, dtype)
         reference.scheduler = karras_dpmpp_2m(reference)
         medians = alternate({"engine": lambda n: run_engine(engine, size, n, 7.0),
@@ -234,6 +235,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "BENCHMARKS.md")
     parser.add_argument("--tiny", action="store_true", help="a tiny model instead of SD1.5's size: checks the script")
     parser.add_argument("--sizes", type=int, nargs="+", help="picture sides instead of 512 and 256")
+    parser.add_argument("--precisions", nargs="+", choices=list(DTYPES),
+                        help="of the equal-precision case (default: fp32, and bf16 where the CPU runs it natively)")
     parser.add_argument("--rss-child", choices=["engine", "diffusers"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -241,14 +244,19 @@ def main(argv=None):
     if args.rss_child:
         rss_child(folder, args.rss_child, args.size)
         return
+    from engine.devices import cpu_has_fast_bf16
     sizes = args.sizes or ([256] if args.quick else [512, 256])
+    precisions = args.precisions or (["fp32", "bf16"] if cpu_has_fast_bf16() else ["fp32"])
     started = time.time()
-    rows = [row for size in sizes for row in cases(folder, size, args.repeats, args.steps)]
+    rows = [row for size in sizes for row in cases(folder, size, args.repeats, args.steps, precisions)]
     command = " ".join(["python -m bench.engine_vs_diffusers", *(argv if argv is not None else sys.argv[1:])])
     text = (f"# Benchmarks\n\nMade by `{command}` ({(time.time() - started) / 60:.0f} min), "
             f"{time.strftime('%Y-%m-%d')}.\n\nMachine: {machine()}.\n\nSD1.5 architecture, random weights, "
             f"medians of {args.repeats} alternating runs after a warm-up. \"step\" is one UNet step with its "
-            f"sampler work (two UNet passes at CFG > 1); \"encode\" covers prompt and negative prompt.\n\n"
+            f"sampler work (two UNet passes at CFG > 1); \"encode\" covers prompt and negative prompt."
+            + ("" if "bf16" in precisions else " No bf16 case: this CPU has no native bf16 (avx512_bf16 or AMX), "
+               "where bf16 is emulated and slower than fp32; `--precisions fp32 bf16` runs it anyway.")
+            + "\n\n"
             f"{table(rows)}\n")
     args.out.write_text(text)
     print(text)

@@ -7,12 +7,12 @@ from bench import engine_vs_diffusers
 
 def test_benchmark_writes_every_case_with_finite_ratios(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    engine_vs_diffusers.main(["--tiny", "--sizes", "64", "--repeats", "1", "--steps", "3",
+    engine_vs_diffusers.main(["--tiny", "--sizes", "64", "--repeats", "1", "--steps", "3", "--precisions", "fp32",
                               "--cache", str(tmp_path), "--out", str(out)])
     text = out.read_text()
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 64x64")]
     cases = {row[0] for row in rows}
-    assert {"| 64x64 DPM++ 2M Karras CFG 7, 3 steps, fp32 both", "| 64x64 DPM++ 2M Karras CFG 7, 3 steps, bf16 both"} <= cases
+    assert "| 64x64 DPM++ 2M Karras CFG 7, 3 steps, fp32 both" in cases
     assert any("defaults, 20 steps" in c for c in cases) and sum("LCM" in c for c in cases) == 2
     assert any("peak RSS" in c for c in cases)
     for row in rows:
