@@ -41,6 +41,7 @@ class Preprocessor:
     threshold_a: Slider | None = None
     threshold_b: Slider | None = None
     note: str = ""                           # shown beside the choice, e.g. "OpenCV fallback"
+    weights_source: str = "A1111's annotator file names"   # how to get the weights, said when they are missing
 
     def missing(self, weights_dir: Path) -> list[str]:
         return [name for name in self.weights if not (Path(weights_dir) / name).is_file()]
@@ -73,7 +74,7 @@ class ExtensionAPI:
         missing = self.preprocessors[name].missing(self.weights_dir)
         if not missing:
             return ""
-        return f"{name} needs {', '.join(missing)} in {self.weights_dir} (A1111's annotator file names)."
+        return f"{name} needs {', '.join(missing)} in {self.weights_dir} ({self.preprocessors[name].weights_source})."
 
     def run(self, name: str, image: np.ndarray, resolution: int = 512, threshold_a: float | None = None,
             threshold_b: float | None = None) -> np.ndarray:

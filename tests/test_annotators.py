@@ -81,10 +81,12 @@ def test_shuffle_is_seeded_and_mlsd_opencv_finds_the_squares_sides(api):
 
 
 def test_missing_weights_are_named_and_none_of_the_free_ones_need_any(api):
-    for name in ("softedge_pidinet", "mlsd", "openpose", "depth_midas", "softedge_hed", "lineart_realistic"):
+    for name in ("softedge_pidinet", "mlsd", "openpose", "openpose_mediapipe", "depth_midas", "softedge_hed",
+                 "lineart_realistic"):
         assert api.availability(name).startswith(f"{name} needs ") and str(api.weights_dir) in api.availability(name)
         with pytest.raises(AnnotatorUnavailable, match=api.preprocessors[name].weights[0]):
             api.run(name, square_picture())
+    assert "python -m extensions.annotators.pose_models" in api.availability("openpose_mediapipe")
     free = ["canny", "invert", "threshold", "scribble_xdog", "lineart_standard", "mlsd_opencv", "shuffle",
             "depth_to_normal"]
     assert all(api.availability(name) == "" for name in free)
@@ -119,3 +121,28 @@ def test_real_mlsd_tiny_finds_straight_lines():
     cv2.rectangle(picture, (100, 100), (400, 400), (0, 0, 0), 6)
     lines = api.run("mlsd_tiny", picture, 512)[..., 0]
     assert lines[95:106, 150:350].max() == 255 and lines[200:300, 200:300].max() == 0
+
+
+@pytest.fixture(scope="module")
+def pose_api():
+    """The BlazePose models, fetched from the mediapipe wheel on PyPI as the README's set-up command does."""
+    from extensions.annotators import pose_models
+    pose_models.fetch()
+    return load_extensions(ExtensionAPI(pose_models.DEFAULT_FOLDER))
+
+
+def test_openpose_mediapipe_finds_the_astronauts_face_and_shoulders(pose_api):
+    from skimage.data import astronaut
+    from extensions.annotators.pose_mediapipe import landmarks
+    picture = astronaut()                     # 512x512, a woman's head and shoulders, facing the camera
+    points = landmarks(picture, pose_api.weights_dir)
+    nose, left_eye, right_eye, left_shoulder, right_shoulder = points[[0, 2, 5, 11, 12]]
+    assert 190 < nose[0] < 240 and 110 < nose[1] < 160                     # her nose, by eye: (214, 134)
+    assert right_eye[0] < nose[0] < left_eye[0] and max(left_eye[1], right_eye[1]) < nose[1]
+    assert right_shoulder[0] < 160 < 260 < left_shoulder[0]                 # her right is the picture's left
+    assert 190 < right_shoulder[1] < 260 and 190 < left_shoulder[1] < 260
+    pose = pose_api.run("openpose_mediapipe", picture, 512)
+    assert pose.shape == (512, 512, 3)
+    nose_dot = np.argwhere((pose == (255, 0, 0)).all(axis=2)).mean(axis=0)   # OpenPose's keypoint 0 colour
+    assert np.abs(nose_dot - nose[1::-1]).max() < 6
+    assert not pose_api.run("openpose_mediapipe", np.full((256, 256, 3), 128, np.uint8), 256).any()  # nobody

@@ -5,6 +5,7 @@ Weight-free ones always work (A1111's formulas); the rest name the file they nee
 from extensions import Preprocessor, Slider
 
 from . import model_free as free
+from . import pose_mediapipe
 from . import with_weights as nets
 
 RESOLUTION_NOTE = "processor resolution: the short side the picture is resized to before detection"
@@ -31,6 +32,10 @@ def register(api) -> None:
                      threshold_b=Slider("MLSD distance threshold", 0.01, 20, 0.1, 0.01)))
     add(Preprocessor("mlsd_opencv", ("mlsd",), free.mlsd_lsd, threshold_a=Slider("Minimum line length", 0, 200, 16),
                      note="OpenCV's line segment detector, a fallback when the M-LSD weights are absent"))
+    add(Preprocessor("openpose_mediapipe", ("openpose",), nets.openpose_mediapipe,
+                     weights=(pose_mediapipe.DETECTOR, pose_mediapipe.LANDMARKS),
+                     weights_source="from the mediapipe wheel on PyPI: python -m extensions.annotators.pose_models",
+                     note="MediaPipe's BlazePose (one person), drawn as the OpenPose skeleton"))
     add(Preprocessor("openpose", ("openpose",), nets.openpose, weights=("body_pose_model.pth",)))
     add(Preprocessor("depth_to_normal", ("normal",), free.depth_to_normal,
                      threshold_a=Slider("Normal background threshold", 0, 1, 0.4, 0.01),

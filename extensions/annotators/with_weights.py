@@ -79,6 +79,11 @@ def openpose(image, resolution, a=None, b=None, weights_dir=None):
                                                     output_type="np"))
 
 
+def openpose_mediapipe(image, resolution, a=None, b=None, weights_dir=None):
+    from .pose_mediapipe import pose_map
+    return _at(image, resolution, lambda img: pose_map(img, Path(weights_dir)))
+
+
 @lru_cache(maxsize=2)
 def _detector(kind: str, folder: Path):
     """controlnet-aux detectors that take a local folder (never a hub name: a missing file fails, no download)."""
