@@ -1,6 +1,7 @@
 """The ControlNet tab in a real headless Chromium: canny (upload, preview the map, generate) and openpose
-(no annotator weights: the tab names the file it needs, and "none" takes a pose picture as it is)."""
+(the weight-free BlazePose preprocessor on a photograph; a missing file named; "none" takes a pose picture as it is)."""
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -14,8 +15,14 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
+    from extensions.annotators import pose_models
     root = tmp_path_factory.mktemp("cn-app")
-    running = RunningApp(root / "outputs", root / "settings.json", models=models_with_test_controlnets(root / "models"))
+    models = models_with_test_controlnets(root / "models")
+    pose_models.fetch()
+    (models / "annotators").mkdir(exist_ok=True)
+    for name in pose_models.FILES:
+        shutil.copy(pose_models.DEFAULT_FOLDER / name, models / "annotators" / name)
+    running = RunningApp(root / "outputs", root / "settings.json", models=models)
     yield running
     running.close()
 
@@ -77,6 +84,23 @@ def test_openpose_tab_names_missing_weights_and_takes_a_pose_picture(page, app, 
     page.click("#cn_openpose_generate")
     wait_done(page, "cn_openpose")
     assert "Module: none, Model: control_test_openpose" in page.locator("#cn_openpose_info textarea").input_value()
+
+
+def test_openpose_mediapipe_previews_a_photographs_skeleton(page, app, tmp_path):
+    from skimage.data import astronaut
+    Image.fromarray(astronaut()).save(tmp_path / "astronaut.png")
+    page.get_by_role("tab", name="openpose", exact=True).click()
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name="openpose_mediapipe", exact=True).click()
+    page.set_input_files("#cn_openpose_image input[type=file]", str(tmp_path / "astronaut.png"))
+    wait_until(lambda: page.locator("#cn_openpose_image img").count() > 0, 20, message="the upload")
+    page.click("#cn_openpose_preview_map")
+    expected = np.asarray(Image.fromarray(app.studio.annotators.run("openpose_mediapipe", astronaut(), 512)).convert("L"))
+    wait_until(lambda: page.locator("#cn_openpose_map img").count() > 0
+               and np.array_equal(shown_image(page, "#cn_openpose_map"), expected), 60, message="the skeleton")
+    assert expected.any()
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name="none", exact=True).click()
 
 
 def test_units_of_other_tabs_join_when_marked(page, app):
