@@ -163,7 +163,17 @@ def rss_child(folder: Path, side: str, size: int) -> None:
         run_engine(load_pipeline(folder, Device.choose("cpu")), size, 2, 7.0)
     else:
         run_diffusers(diffusers_side(folder, torch.float32), size, 2, 7.5)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    print(peak_of_this_process())
+
+
+def peak_of_this_process() -> float:
+    """GiB. VmHWM belongs to this program's own memory map; ru_maxrss would carry the parent's peak across
+    fork + exec (Linux keeps the larger of the two)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 # ---------------------------------------------------------------- the cases
