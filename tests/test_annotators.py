@@ -146,3 +146,15 @@ def test_openpose_mediapipe_finds_the_astronauts_face_and_shoulders(pose_api):
     nose_dot = np.argwhere((pose == (255, 0, 0)).all(axis=2)).mean(axis=0)   # OpenPose's keypoint 0 colour
     assert np.abs(nose_dot - nose[1::-1]).max() < 6
     assert not pose_api.run("openpose_mediapipe", np.full((256, 256, 3), 128, np.uint8), 256).any()  # nobody
+
+
+def test_openpose_mediapipe_gives_each_of_two_threads_its_own_answer(pose_api):
+    """Two tabs (or a tab and the API) detecting at once share one LiteRT interpreter, which must take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+    from skimage.data import astronaut
+    pictures = [astronaut(), np.ascontiguousarray(astronaut()[:, ::-1])] * 4
+    alone = [pose_api.run("openpose_mediapipe", p, 512) for p in pictures[:2]]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda p: pose_api.run("openpose_mediapipe", p, 512), pictures))
+    for i, pose in enumerate(together):
+        assert np.array_equal(pose, alone[i % 2])

@@ -9,6 +9,7 @@ distance, x1.25) -> 33 landmarks on its 256x256 crop -> the 18 OpenPose keypoint
 skeleton. One person per picture, as BlazePose.
 """
 import math
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import numpy as np
 DETECTOR, LANDMARKS = "pose_detection.tflite", "pose_landmark_full.tflite"
 # BlazePose landmark index for each OpenPose body keypoint; the neck is the shoulders' midpoint
 OPENPOSE_FROM_BLAZEPOSE = [0, "neck", 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7]
+# a LiteRT interpreter holds its tensors in place: two threads on one (two browser tabs, or a tab and the API)
+# would write each other's inputs, and LiteRT refuses to invoke while another thread reads its outputs
+_INTERPRETER_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=2)
@@ -29,10 +33,11 @@ def _interpreter(path: str):
 
 
 def _run(path: Path, tensor: np.ndarray) -> dict[str, np.ndarray]:
-    interpreter = _interpreter(str(path))
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None].astype(np.float32))
-    interpreter.invoke()
-    return {d["name"]: interpreter.get_tensor(d["index"])[0] for d in interpreter.get_output_details()}
+    with _INTERPRETER_LOCK:
+        interpreter = _interpreter(str(path))
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None].astype(np.float32))
+        interpreter.invoke()
+        return {d["name"]: interpreter.get_tensor(d["index"])[0].copy() for d in interpreter.get_output_details()}
 
 
 @lru_cache(maxsize=1)
