@@ -2,6 +2,7 @@
 (The full training runs by hand; see README "Starter model".)"""
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from engine import Device, GenerationRequest, load_pipeline
 from training import evaluate, evaluate_controlnet, export, train_unet, train_vae
@@ -72,6 +73,15 @@ def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path):
     train_unet.main(["--steps", "3", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(fresh),
                      "--init-from", str(tmp_path / "starter")])
     assert torch.load(fresh / "unet.pt", weights_only=False)["step"] == 3   # continued from step 2
+    frozen = tmp_path / "frozen"
+    train_unet.main(["--steps", "4", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(frozen),
+                     "--init-from", str(tmp_path / "starter"), "--freeze-text-encoder", "--x0-weight-floor", "1"])
+    exported = load_file(tmp_path / "starter" / "text_encoder" / "model.safetensors")
+    state = torch.load(frozen / "unet.pt", weights_only=False)
+    for copy in ("text_encoder", "ema_text"):           # what the LCM and the ControlNets were trained beside
+        assert all(torch.equal(state[copy][k], v.float()) for k, v in exported.items())
+    unet = load_file(tmp_path / "starter" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(state["unet"][k], v.float()) for k, v in unet.items())
 
 
 def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path):

@@ -6,6 +6,10 @@ Latents of the scene set are encoded once with the stage-1 VAE (<runs>/latents.p
 learns eps-prediction on SD's own noise schedule (1000 "scaled linear" betas), so the engine samples it
 like any SD1.x model. Min-SNR-5 loss weighting (Hang et al. 2023), 10 % empty captions for classifier-free
 guidance, an EMA of the weights for export. Deterministic and resumable from <runs>/unet.pt.
+
+--x0-weight-floor lifts the weight of the noisiest timesteps. Min-SNR-5 weighs the x0 error by min(SNR, 5), so
+at t = 999 (SNR 0.005) the error of the predicted picture counts for almost nothing; yet only there is the
+shape's place still undecided by the noisy latent, so only there can the position words be learnt.
 """
 import argparse
 import json
@@ -79,6 +83,10 @@ def main(argv=None):
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder for checkpoints and caches (not committed)")
     parser.add_argument("--init-from", type=Path, help="continue from an exported starter folder (fresh optimizer)")
+    parser.add_argument("--x0-weight-floor", type=float, default=0.0,
+                        help="x0-error weight at least this at every timestep (0: plain min-SNR-5)")
+    parser.add_argument("--freeze-text-encoder", action="store_true",
+                        help="train the UNet only (the LCM and ControlNets share the exported text encoder)")
     args = parser.parse_args(argv)
     setup_threads()
     checkpoint = args.runs / "unet.pt"
@@ -112,7 +120,8 @@ def main(argv=None):
     snr = alphas_cumprod / (1 - alphas_cumprod)
     empty = CLIPTokenizer()("")[0].int()
     unet.train()
-    text_encoder.train()
+    text_encoder.train(not args.freeze_text_encoder).requires_grad_(not args.freeze_text_encoder)
+    tuned = (ema_unet, unet), *(() if args.freeze_text_encoder else ((ema_text, text_encoder),))
     start = time.time()
     while step < args.steps:
         g = torch.Generator().manual_seed(step)
@@ -128,7 +137,7 @@ def main(argv=None):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 200)
         eps = unet(x_t, t, text_encoder(tokens.long()).last_hidden_state)
-        weight = snr[t].clamp(max=5.0) / snr[t]                          # min-SNR-5 for eps prediction
+        weight = snr[t].clamp(min=args.x0_weight_floor, max=5.0) / snr[t]  # min-SNR-5 for eps prediction
         loss = (weight * (eps - noise).pow(2).mean(dim=(1, 2, 3))).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -137,7 +146,7 @@ def main(argv=None):
         step += 1
         with torch.no_grad():
             decay = min(0.999, (1 + step) / (10 + step))
-            for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
+            for ema, live in tuned:
                 for e, p in zip(ema.parameters(), live.parameters()):
                     e.lerp_(p, 1 - decay)
         if step % 50 == 0:
