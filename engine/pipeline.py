@@ -48,12 +48,12 @@ class Skipped(Exception):
 
 class Pipeline:
     def __init__(self, unet, vae, text_encoder, tokenizer: CLIPTokenizer, prediction_type: str, device: Device,
-                 source: Path):
+                 source: Path, zero_terminal_snr: bool = False):
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.prediction_type, self.device, self.source = prediction_type, device, Path(source)
         self.vae_name: str | None = None
         self._own_vae = vae
-        self.schedule = DiscreteSchedule()
+        self.schedule = DiscreteSchedule(zero_terminal_snr=zero_terminal_snr)
         self.prompts = PromptEncoder(text_encoder, tokenizer)
         self.loras = PromptLoras(unet, text_encoder)   # set .loras.folder to models/Lora to use <lora:...> tags
 
@@ -297,6 +297,7 @@ class Pipeline:
             "Variation seed strength": req.subseed_strength or None,
             "Denoising strength": req.denoising_strength if req.is_img2img else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
+            "Noise Schedule": "Zero Terminal SNR" if self.schedule.zero_terminal_snr else None,
             **(source.infotext if source is not None else {}),
             **{f"ControlNet {i}": unit.infotext or None for i, unit in enumerate(req.control_units)},
             **eta_field,
@@ -313,6 +314,6 @@ def load_pipeline(path: str | Path, device: Device | None = None, vae: str | Pat
     device = device or Device.choose()
     parts = load_components(path, device.dtype, device.device, prediction_type)
     pipe = Pipeline(parts.unet, parts.vae, parts.text_encoder, CLIPTokenizer(pad_id=parts.pad_token_id),
-                    parts.prediction_type, device, Path(path))
+                    parts.prediction_type, device, Path(path), parts.zero_terminal_snr)
     pipe.set_vae(vae)
     return pipe

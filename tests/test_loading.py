@@ -72,8 +72,12 @@ def test_diffusers_folder_round_trip(refs, tmp_path):
     folder = save_diffusers_folder(tmp_path / "model", *refs)
     pipe = load_pipeline(folder, CPU32)
     assert pipe.prediction_type == "epsilon" and pipe.tokenizer.pad_id == 49407
-    assert pipe.vae.scaling_factor == 0.18215
+    assert pipe.vae.scaling_factor == 0.18215 and not pipe.schedule.zero_terminal_snr
     assert_pipeline_matches(pipe, refs)
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"epsilon"', '"v_prediction", "rescale_betas_zero_snr": true'))
+    pipe = load_pipeline(folder, CPU32)
+    assert pipe.prediction_type == "v_prediction" and pipe.schedule.zero_terminal_snr
 
 
 def test_single_file_safetensors_round_trip_ignores_ema_and_extras(refs, tmp_path):

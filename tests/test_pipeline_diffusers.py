@@ -187,3 +187,27 @@ def test_lcm_img2img_takes_its_steps_from_the_strength_part_of_the_grid(models):
     ref = pipe(PROMPT, image=engine.encode_images(to_tensor(init)), strength=0.5,
                num_inference_steps=2, guidance_scale=8, generator=generators([SEED]), output_type="np").images
     assert_images_agree(ours.images, ref)
+
+
+def test_zero_terminal_snr_v_prediction_matches_rescaled_scheduler(models):
+    """A model trained on the zero-terminal-SNR schedule (Lin et al. 2024; diffusers' rescale_betas_zero_snr):
+    the engine's rescaled table is diffusers' (but for the last entry, which A1111 and ComfyUI keep just above
+    zero so that sigma_max stays finite), and a v-prediction txt2img agrees with diffusers' pipeline."""
+    rescaled = diffusers.DDPMScheduler(**SD_SCHEDULER, rescale_betas_zero_snr=True).alphas_cumprod.double()
+    engine = Pipeline(models["engine"].unet, models["engine"].vae, models["engine"].text_encoder, CLIPTokenizer(),
+                      "v_prediction", Device.cpu_fp32(), "sd15-random-ztsnr", zero_terminal_snr=True)
+    engine.model_hash = "0123456789"   # no file behind this pipeline
+    torch.testing.assert_close(engine.schedule.alphas_cumprod[:-1], rescaled[:-1], rtol=1e-5, atol=1e-9)
+    assert rescaled[-1] == 0 and 4000 < engine.schedule.sigma_max < 5000
+    req = GenerationRequest(prompt=PROMPT, sampler="Euler", steps=STEPS, cfg_scale=7, width=SIZE, height=SIZE,
+                            seed=SEED)
+    ours = engine.generate(req)
+    assert "Noise Schedule: Zero Terminal SNR" in ours.infotexts[0]
+    sigmas = make_sigmas("Euler", "Automatic", STEPS, engine.schedule)
+    assert sigmas[0] > 4000
+    scheduler = diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="linspace",
+                                                 prediction_type="v_prediction", rescale_betas_zero_snr=True)
+    ref = reference(models, diffusers.StableDiffusionPipeline, scheduler)(
+        PROMPT, sigmas=sigmas.tolist(), guidance_scale=7, height=SIZE, width=SIZE, generator=generators([SEED]),
+        output_type="np").images
+    assert_images_agree(ours.images, ref)

@@ -25,6 +25,7 @@ class ModelComponents:
     pad_token_id: int
     prediction_type: str        # "epsilon" or "v_prediction"
     source: str                 # file or folder it came from
+    zero_terminal_snr: bool = False   # trained on the rescaled schedule (scheduler config rescale_betas_zero_snr)
 
 
 def fit_shape(tensor: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:

@@ -77,10 +77,8 @@ def load_diffusers_folder(path: Path, dtype: torch.dtype, device: torch.device,
     clip_cfg = CLIPTextConfig.from_dict(read_json(path / "text_encoder" / "config.json"))
     text_encoder = _component(path / "text_encoder", CLIPTextModel, clip_cfg, dtype, device, "text_model.")
 
-    if prediction_type is None:
-        scheduler_config = path / "scheduler" / "scheduler_config.json"
-        prediction_type = "epsilon"
-        if scheduler_config.is_file():
-            prediction_type = read_json(scheduler_config).get("prediction_type", "epsilon")
-    return ModelComponents(unet, vae, text_encoder, pad_token_id(path, clip_cfg.hidden_act), prediction_type,
-                           str(path))
+    scheduler_file = path / "scheduler" / "scheduler_config.json"
+    scheduler = read_json(scheduler_file) if scheduler_file.is_file() else {}
+    return ModelComponents(unet, vae, text_encoder, pad_token_id(path, clip_cfg.hidden_act),
+                           prediction_type or scheduler.get("prediction_type", "epsilon"), str(path),
+                           bool(scheduler.get("rescale_betas_zero_snr", False)))

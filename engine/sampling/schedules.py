@@ -9,12 +9,33 @@ import math
 import torch
 
 
-class DiscreteSchedule:
-    """The training schedule: 1000 "scaled linear" betas (SD1.x/2.x), sigma <-> timestep conversions."""
+# alpha_bar at the last timestep of a zero-terminal-SNR schedule: A1111 and ComfyUI keep it this far above 0 so
+# that sigma_max stays finite (about 4,500) for the samplers
+ZERO_SNR_LAST_ALPHA_BAR = 4.8973451890853435e-08
 
-    def __init__(self, beta_start: float = 0.00085, beta_end: float = 0.012, num_timesteps: int = 1000):
+
+def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2024, Algorithm 1: shift sqrt(alpha_bar) so the last timestep holds no signal, and scale it
+    so the first is unchanged. SD's own schedule leaves 0.068 of the picture in x_T, which a model learns to
+    read while training and never finds in the pure noise it samples from."""
+    root = alphas_cumprod.sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    rescaled = ((root - last) * first / (first - last)) ** 2
+    rescaled[-1] = ZERO_SNR_LAST_ALPHA_BAR
+    return rescaled
+
+
+class DiscreteSchedule:
+    """The training schedule: 1000 "scaled linear" betas (SD1.x/2.x), sigma <-> timestep conversions;
+    optionally rescaled to zero terminal SNR (diffusers' `rescale_betas_zero_snr`)."""
+
+    def __init__(self, beta_start: float = 0.00085, beta_end: float = 0.012, num_timesteps: int = 1000,
+                 zero_terminal_snr: bool = False):
         betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=torch.float64) ** 2
+        self.zero_terminal_snr = zero_terminal_snr
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)                         # alpha_bar_t
+        if zero_terminal_snr:
+            self.alphas_cumprod = rescale_zero_terminal_snr(self.alphas_cumprod)
         self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt().float()  # ascending in t
         self.log_sigmas = self.sigmas.log()
 
