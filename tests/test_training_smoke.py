@@ -1,6 +1,7 @@
 """A few steps of each starter training stage, then export: the result loads and generates like any model.
 (The full training runs by hand; see README "Starter model".)"""
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -82,6 +83,21 @@ def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path):
         assert all(torch.equal(state[copy][k], v.float()) for k, v in exported.items())
     unet = load_file(tmp_path / "starter" / "unet" / "diffusion_pytorch_model.safetensors")
     assert not all(torch.equal(state["unet"][k], v.float()) for k, v in unet.items())
+
+    with pytest.raises(SystemExit):     # eps is undefined where no signal is left
+        train_unet.main(["--steps", "1", "--runs", str(tmp_path / "bad"), "--zero-terminal-snr"])
+    vpred = tmp_path / "vpred"
+    train_unet.main(["--steps", "4", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(vpred),
+                     "--init-from", str(tmp_path / "starter"), "--prediction", "v_prediction", "--zero-terminal-snr"])
+    export.main(["--runs", str(vpred), "--out", str(tmp_path / "starter-v"), "--single-file", str(tmp_path / "v.safetensors")])
+    for pipe in (load_pipeline(tmp_path / "starter-v", Device.cpu_fp32()),
+                 load_pipeline(tmp_path / "v.safetensors", Device.cpu_fp32())):
+        assert pipe.prediction_type == "v_prediction"
+    assert pipe.schedule.zero_terminal_snr is False      # a single file cannot say so (A1111 has a setting)
+    pipe = load_pipeline(tmp_path / "starter-v", Device.cpu_fp32())
+    assert pipe.schedule.zero_terminal_snr
+    image = pipe.generate(GenerationRequest(prompt="a red circle", steps=3, width=64, height=64, seed=1)).images[0]
+    assert np.asarray(image).std() > 0
 
 
 def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path):

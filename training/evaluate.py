@@ -125,15 +125,17 @@ def evaluate(pipe, count: int, sampler: str = "DPM++ 2M", steps: int = 20, cfg: 
     return results | {"seconds per image": seconds / len(cases)}
 
 
-def quick_evaluation(unet, text_encoder, scaling_factor: float, runs, count: int = 48) -> dict:
+def quick_evaluation(unet, text_encoder, scaling_factor: float, runs, prediction_type: str = "epsilon",
+                     zero_terminal_snr: bool = False, count: int = 48) -> dict:
     """During training: the EMA weights on a few held-out captions (10 steps, to stay cheap)."""
-    pipe = training_pipeline(unet, text_encoder, scaling_factor, runs)
+    pipe = training_pipeline(unet, text_encoder, scaling_factor, runs, prediction_type, zero_terminal_snr)
     results = evaluate(pipe, count, steps=10)
     results.pop("seconds per image")
     return {k: round(v, 3) for k, v in results.items()}
 
 
-def training_pipeline(unet, text_encoder, scaling_factor: float, runs):
+def training_pipeline(unet, text_encoder, scaling_factor: float, runs, prediction_type: str = "epsilon",
+                      zero_terminal_snr: bool = False):
     from engine import Device
     from engine.models import AutoencoderKL, VAEConfig
     from engine.pipeline import Pipeline
@@ -141,8 +143,8 @@ def training_pipeline(unet, text_encoder, scaling_factor: float, runs):
     from training.common import VAE_CONFIG, load_checkpoint
     vae = AutoencoderKL(VAEConfig.from_dict({**VAE_CONFIG, "scaling_factor": scaling_factor}))
     vae.load_state_dict(load_checkpoint(runs / "vae.pt")["model"])
-    pipe = Pipeline(unet.eval(), vae.eval(), text_encoder.eval(), CLIPTokenizer(), "epsilon", Device.cpu_fp32(),
-                    runs / "starter-in-training")
+    pipe = Pipeline(unet.eval(), vae.eval(), text_encoder.eval(), CLIPTokenizer(), prediction_type, Device.cpu_fp32(),
+                    runs / "starter-in-training", zero_terminal_snr)
     pipe.model_hash = ""
     return pipe
 

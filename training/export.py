@@ -29,7 +29,10 @@ def trained_modules(runs: Path):
     vae_config = {**VAE_CONFIG, "scaling_factor": state["scaling_factor"]}
     vae = AutoencoderKL(VAEConfig.from_dict(vae_config))
     vae.load_state_dict(load_checkpoint(runs / "vae.pt")["model"])
-    return unet.eval(), vae.eval(), text_encoder.eval(), vae_config, state["step"]
+    schedule = {"prediction_type": state.get("prediction_type", "epsilon")}
+    if state.get("zero_terminal_snr"):
+        schedule["rescale_betas_zero_snr"] = True
+    return unet.eval(), vae.eval(), text_encoder.eval(), vae_config, state["step"], schedule
 
 
 def half(module) -> dict:
@@ -37,7 +40,7 @@ def half(module) -> dict:
 
 
 def export_folder(runs: Path, out: Path = STARTER_DIR):
-    unet, vae, text_encoder, vae_config, step = trained_modules(runs)
+    unet, vae, text_encoder, vae_config, step, schedule = trained_modules(runs)
     out.mkdir(parents=True, exist_ok=True)
     for name, module, config, weights in (
             ("unet", unet, {"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, "diffusion_pytorch_model"),
@@ -47,7 +50,7 @@ def export_folder(runs: Path, out: Path = STARTER_DIR):
         save_file(half(module), out / name / f"{weights}.safetensors")
     write_json(out / "scheduler" / "scheduler_config.json", {
         "_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
-        "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon"})
+        "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, **schedule})
     write_json(out / "tokenizer" / "tokenizer_config.json", {"pad_token": "<|endoftext|>", "model_max_length": 77})
     write_json(out / "model_index.json", {
         "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
@@ -59,13 +62,14 @@ def export_folder(runs: Path, out: Path = STARTER_DIR):
 
 def export_single_file(runs: Path, path: Path):
     """Original LDM key names, fp16, with the sidecar .yaml A1111 reads for what shapes cannot tell."""
-    unet, vae, text_encoder, vae_config, _ = trained_modules(runs)
+    unet, vae, text_encoder, vae_config, _, schedule = trained_modules(runs)
     tensors = {k: v.half().contiguous() for k, v in ldm_state_dict(unet, vae, text_encoder).items()}
     save_file(tensors, path)
     heads = UNET_CONFIG["block_out_channels"][0] // UNET_CONFIG["attention_head_dim"][0]
     path.with_suffix(".yaml").write_text(
         "model:\n  params:\n"
-        f"    scale_factor: {vae_config['scaling_factor']}\n"
+        + ('    parameterization: "v"\n' if schedule["prediction_type"] == "v_prediction" else "")
+        + f"    scale_factor: {vae_config['scaling_factor']}\n"
         f"    unet_config:\n      params:\n        num_head_channels: {heads}\n"
         f"        norm_num_groups: {UNET_CONFIG['norm_num_groups']}\n"
         f"    first_stage_config:\n      params:\n        ddconfig:\n"

@@ -10,6 +10,9 @@ guidance, an EMA of the weights for export. Deterministic and resumable from <ru
 --x0-weight-floor lifts the weight of the noisiest timesteps. Min-SNR-5 weighs the x0 error by min(SNR, 5), so
 at t = 999 (SNR 0.005) the error of the predicted picture counts for almost nothing; yet only there is the
 shape's place still undecided by the noisy latent, so only there can the position words be learnt.
+--prediction v_prediction --zero-terminal-snr goes further (Lin et al. 2024): on SD's schedule x_T still holds
+0.068 of the picture, so the model learns to read the shape's place from it, and samples from pure noise put
+the shape wherever the noise suggests; with no signal left at t = 999 the words are all there is to go on.
 """
 import argparse
 import json
@@ -85,9 +88,14 @@ def main(argv=None):
     parser.add_argument("--init-from", type=Path, help="continue from an exported starter folder (fresh optimizer)")
     parser.add_argument("--x0-weight-floor", type=float, default=0.0,
                         help="x0-error weight at least this at every timestep (0: plain min-SNR-5)")
+    parser.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="epsilon")
+    parser.add_argument("--zero-terminal-snr", action="store_true",
+                        help="train on the schedule rescaled to zero terminal SNR (needs v_prediction)")
     parser.add_argument("--freeze-text-encoder", action="store_true",
                         help="train the UNet only (the LCM and ControlNets share the exported text encoder)")
     args = parser.parse_args(argv)
+    if args.zero_terminal_snr and args.prediction != "v_prediction":
+        parser.error("--zero-terminal-snr needs --prediction v_prediction (eps is undefined where no signal is left)")
     setup_threads()
     checkpoint = args.runs / "unet.pt"
     cache = load_checkpoint(args.runs / "latents.pt") or build_latent_cache(stage_one_vae(args.runs, args.init_from),
@@ -115,7 +123,7 @@ def main(argv=None):
             print(f"continuing from {args.init_from} at step {step}")
         ema_unet.load_state_dict(unet.state_dict())
         ema_text.load_state_dict(text_encoder.state_dict())
-    schedule = DiscreteSchedule()
+    schedule = DiscreteSchedule(zero_terminal_snr=args.zero_terminal_snr)
     alphas_cumprod = schedule.alphas_cumprod.float()
     snr = alphas_cumprod / (1 - alphas_cumprod)
     empty = CLIPTokenizer()("")[0].int()
@@ -136,9 +144,13 @@ def main(argv=None):
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                     # q(x_t | x_0), DDPM Eq. 4
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 200)
-        eps = unet(x_t, t, text_encoder(tokens.long()).last_hidden_state)
-        weight = snr[t].clamp(min=args.x0_weight_floor, max=5.0) / snr[t]  # min-SNR-5 for eps prediction
-        loss = (weight * (eps - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        prediction = unet(x_t, t, text_encoder(tokens.long()).last_hidden_state)
+        x0_weight = snr[t].clamp(min=args.x0_weight_floor, max=5.0)     # min-SNR-5, in terms of the x0 error
+        if args.prediction == "epsilon":
+            target, weight = noise, x0_weight / snr[t]
+        else:                                                             # v = sqrt(a) eps - sqrt(1 - a) x0
+            target, weight = a.sqrt() * noise - (1 - a).sqrt() * x0, x0_weight / (snr[t] + 1)
+        loss = (weight * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -154,10 +166,12 @@ def main(argv=None):
         if step % 250 == 0 or step == args.steps:
             save_checkpoint(checkpoint, unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
                             ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
-                            optimizer=optimizer.state_dict(), step=step, scaling_factor=scale)
+                            optimizer=optimizer.state_dict(), step=step, scaling_factor=scale,
+                            prediction_type=args.prediction, zero_terminal_snr=args.zero_terminal_snr)
         if args.eval_every and step % args.eval_every == 0:
             from training.evaluate import quick_evaluation
-            print(f"step {step} held-out: {quick_evaluation(ema_unet, ema_text, scale, args.runs)}", flush=True)
+            results = quick_evaluation(ema_unet, ema_text, scale, args.runs, args.prediction, args.zero_terminal_snr)
+            print(f"step {step} held-out: {results}", flush=True)
 
 
 if __name__ == "__main__":
