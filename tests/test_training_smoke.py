@@ -1,12 +1,14 @@
 """A few steps of each starter training stage, then export: the result loads and generates like any model.
 (The full training runs by hand; see README "Starter model".)"""
+import re
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from engine import Device, GenerationRequest, load_pipeline
-from training import evaluate, evaluate_controlnet, export, train_unet, train_vae
+from training import evaluate, evaluate_controlnet, export, position_check, train_unet, train_vae
 from training.scenes import SIZE, render, render_depth, render_edges, render_segmentation, scene_for
 
 
@@ -64,7 +66,7 @@ def test_training_stages_resume_and_export(tmp_path, monkeypatch):
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 2   # same fp16 weights either way
 
 
-def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path):
+def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path, capsys):
     """A later session has only the committed export: VAE and EMA weights come from it."""
     first = tmp_path / "first"
     train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(first)])
@@ -98,6 +100,11 @@ def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path):
     assert pipe.schedule.zero_terminal_snr
     image = pipe.generate(GenerationRequest(prompt="a red circle", steps=3, width=64, height=64, seed=1)).images[0]
     assert np.asarray(image).std() > 0
+    position_check.main(["--model", str(tmp_path / "starter-v"), "--seeds", "1"])
+    words, leak = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert re.search(r"follows the words \d/9, same place under every phrase [01]/1 seeds$", words)
+    counts = re.fullmatch(r"from a top-left .*: top left (\d+), bottom (\d+), elsewhere (\d+)", leak).groups()
+    assert sum(map(int, counts)) == 2                    # two seeds per one of --seeds
 
 
 def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path):
