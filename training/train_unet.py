@@ -126,6 +126,8 @@ def main(argv=None):
     schedule = DiscreteSchedule(zero_terminal_snr=args.zero_terminal_snr)
     alphas_cumprod = schedule.alphas_cumprod.float()
     snr = alphas_cumprod / (1 - alphas_cumprod)
+    x0_weight = snr.clamp(min=args.x0_weight_floor, max=5.0)          # min-SNR-5, in terms of the x0 error
+    loss_weight = x0_weight / (snr if args.prediction == "epsilon" else snr + 1)   # the same, per timestep
     empty = CLIPTokenizer()("")[0].int()
     unet.train()
     text_encoder.train(not args.freeze_text_encoder).requires_grad_(not args.freeze_text_encoder)
@@ -145,12 +147,11 @@ def main(argv=None):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 200)
         prediction = unet(x_t, t, text_encoder(tokens.long()).last_hidden_state)
-        x0_weight = snr[t].clamp(min=args.x0_weight_floor, max=5.0)     # min-SNR-5, in terms of the x0 error
         if args.prediction == "epsilon":
-            target, weight = noise, x0_weight / snr[t]
+            target = noise
         else:                                                             # v = sqrt(a) eps - sqrt(1 - a) x0
-            target, weight = a.sqrt() * noise - (1 - a).sqrt() * x0, x0_weight / (snr[t] + 1)
-        loss = (weight * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
+            target = a.sqrt() * noise - (1 - a).sqrt() * x0
+        loss = (loss_weight[t] * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -37,7 +37,7 @@ def _run(path: Path, tensor: np.ndarray) -> dict[str, np.ndarray]:
         interpreter = _interpreter(str(path))
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None].astype(np.float32))
         interpreter.invoke()
-        return {d["name"]: interpreter.get_tensor(d["index"])[0].copy() for d in interpreter.get_output_details()}
+        return {d["name"]: interpreter.get_tensor(d["index"])[0] for d in interpreter.get_output_details()}
 
 
 @lru_cache(maxsize=1)
