@@ -109,19 +109,21 @@ def test_fp16_file_loads_into_fp32(refs, tmp_path):
     assert_pipeline_matches(pipe, refs, atol=3e-2)
 
 
-def test_converted_convolutions_run_channels_last_and_give_the_same_outputs(refs, tmp_path):
-    """A cast copies the weights anyway, so the copy is laid out channels-last; a tensor used as stored keeps
-    its layout (no second copy). Either way the outputs are the reference modules' outputs."""
+def test_convolutions_run_channels_last_where_it_costs_no_second_copy(refs, tmp_path):
+    """A cast copies the weights anyway, and a .safetensors tensor is read fresh, so those kernels are laid out
+    channels-last; the tensors a pickle holds all at once keep their layout (no second copy). Either way the
+    outputs are the reference modules' outputs."""
     rounded = [type(m).from_config(m.config) for m in refs[:2]] + [type(refs[2])(refs[2].config)]
     for model, original in zip(rounded, refs):
         model.load_state_dict({k: v.half().float() for k, v in original.state_dict().items()})
         model.eval()
     save_file({k: v.half() for k, v in ldm_state_dict(*rounded).items()}, tmp_path / "half.safetensors")
     save_file(ldm_state_dict(*rounded), tmp_path / "full.safetensors")
-    half, full = (load_pipeline(tmp_path / name, CPU32) for name in ("half.safetensors", "full.safetensors"))
-    for pipe, channels_last in ((half, True), (full, False)):
+    torch.save({"state_dict": ldm_state_dict(*rounded)}, tmp_path / "full.ckpt")
+    for name, channels_last in (("half.safetensors", True), ("full.safetensors", True), ("full.ckpt", False)):
+        pipe = load_pipeline(tmp_path / name, CPU32)
         kernels = [p for module in (pipe.unet, pipe.vae) for p in module.parameters() if p.dim() == 4 and p.shape[-1] > 1]
-        assert all(k.is_contiguous(memory_format=torch.channels_last) == channels_last for k in kernels)
+        assert all(k.is_contiguous(memory_format=torch.channels_last) == channels_last for k in kernels), name
         assert_pipeline_matches(pipe, rounded)
 
 

@@ -41,10 +41,11 @@ def load_vae(path: str | Path, scaling_factor: float, dtype: torch.dtype = torch
         config = VAEConfig.from_dict({**read_json(path / "config.json"), "scaling_factor": scaling_factor})
         source = open_tensors(weights_file(path))
         fetch = lambda name: source.get(name) if name in source else None  # noqa: E731
-        return assemble(AutoencoderKL, config, fetch, path.name, dtype, torch.device(device))
+        return assemble(AutoencoderKL, config, fetch, path.name, dtype, torch.device(device), source.fresh)
     source = open_tensors(path)
     prefix = VAE_PREFIX if VAE_PREFIX + "encoder.conv_in.weight" in source else ""
     if prefix + "encoder.conv_in.weight" not in source:
         raise WrongFileTypeError(f"{path.name} is not a VAE: no encoder.conv_in.weight among its tensors")
     config = VAEConfig.from_dict(detect.vae_config(source, prefix, scaling_factor))
-    return assemble(AutoencoderKL, config, vae_fetch(source, config, prefix), path.name, dtype, torch.device(device))
+    return assemble(AutoencoderKL, config, vae_fetch(source, config, prefix), path.name, dtype, torch.device(device),
+                    source.fresh)

@@ -71,7 +71,7 @@ def load_controlnet(path: str | Path, dtype: torch.dtype = torch.float32,
         config = ControlNetConfig.from_dict(read_json(path / "config.json"))
         source = open_tensors(weights_file(path))
         return assemble(ControlNetModel, config, lambda n: source.get(n) if n in source else None, path.name,
-                        dtype, device)
+                        dtype, device, source.fresh)
     source = open_tensors(path)
     prefix = CONTROL_PREFIX if CONTROL_PREFIX + "input_blocks.0.0.weight" in source else ""
     if prefix + "input_hint_block.0.weight" not in source:
@@ -86,4 +86,4 @@ def load_controlnet(path: str | Path, dtype: torch.dtype = torch.float32,
     def fetch(name):
         key = prefix + controlnet_key(name, layers, hint_convs)
         return source.get(key) if key in source else None
-    return assemble(ControlNetModel, config, fetch, path.name, dtype, device)
+    return assemble(ControlNetModel, config, fetch, path.name, dtype, device, source.fresh)

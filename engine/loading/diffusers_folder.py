@@ -46,7 +46,7 @@ def _component(folder: Path, module_class, config, dtype, device, strip_prefix: 
             if key in source:
                 return source.get(key)
         return None
-    return assemble(module_class, config, fetch, str(folder), dtype, device)
+    return assemble(module_class, config, fetch, str(folder), dtype, device, source.fresh)
 
 
 def pad_token_id(folder: Path, hidden_act: str) -> int:

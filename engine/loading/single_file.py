@@ -62,17 +62,19 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
     unet_params = params.get("unet_config", {}).get("params", {})
 
     unet_cfg = UNetConfig.from_dict(detect.unet_config(source, unet_params))
-    unet = assemble(UNet2DConditionModel, unet_cfg, _unet_fetch(source, unet_cfg), f"{path.name} UNet", dtype, device)
+    unet = assemble(UNet2DConditionModel, unet_cfg, _unet_fetch(source, unet_cfg), f"{path.name} UNet", dtype, device,
+                    source.fresh)
 
     ddconfig = params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {})
     vae_cfg = VAEConfig.from_dict(detect.vae_config(source, VAE_PREFIX, params.get("scale_factor", 0.18215),
                                                     ddconfig.get("norm_num_groups", 32)))
-    vae = assemble(AutoencoderKL, vae_cfg, vae_fetch(source, vae_cfg, VAE_PREFIX), f"{path.name} VAE", dtype, device)
+    vae = assemble(AutoencoderKL, vae_cfg, vae_fetch(source, vae_cfg, VAE_PREFIX), f"{path.name} VAE", dtype, device,
+                   source.fresh)
 
     clip_dict, clip_prefix = detect.clip_config(source)
     clip_cfg = CLIPTextConfig.from_dict(clip_dict)
     text_encoder = assemble(CLIPTextModel, clip_cfg, _clip_fetch(source, clip_prefix), f"{path.name} text encoder",
-                            dtype, device)
+                            dtype, device, source.fresh)
 
     if prediction_type is None:
         prediction_type = "v_prediction" if params.get("parameterization") == "v" else "epsilon"

@@ -99,6 +99,11 @@ class TensorSource:
     def keys(self):
         return self._where.keys()
 
+    @property
+    def fresh(self) -> bool:
+        """Each get() reads a new tensor (safetensors) rather than handing out one the source keeps (pickle)."""
+        return not any(isinstance(where, torch.Tensor) for where in self._where.values())
+
     def __contains__(self, key: str) -> bool:
         return key in self._where
 
