@@ -7,7 +7,8 @@ from bench import engine_vs_diffusers
 
 def test_benchmark_writes_every_case_with_finite_ratios(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    engine_vs_diffusers.main(["--tiny", "--sizes", "64", "--repeats", "1", "--steps", "3", "--precisions", "fp32",
+    engine_vs_diffusers.main(["--tiny", "--sizes", "64", "--repeats", "1", "--steps", "3", "--rss-runs", "1",
+                              "--precisions", "fp32",
                               "--cache", str(tmp_path), "--out", str(out)])
     text = out.read_text()
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 64x64")]
