@@ -94,6 +94,11 @@ def main(argv=None):
     parser.add_argument("--w-min", type=float, default=2.0, help="guidance scale - 1, lowest")
     parser.add_argument("--w-max", type=float, default=8.0, help="guidance scale - 1, highest")
     parser.add_argument("--ema", type=float, default=0.95, help="decay of the target network")
+    parser.add_argument("--terminal-fraction", type=float, default=0.0,
+                        help="share of each batch put at t = 999, the step one-step sampling takes (besides the "
+                             "1 in 50 it gets by chance)")
+    parser.add_argument("--pure-noise-start", action="store_true",
+                        help="at t = 999 the student sees noise alone, as when sampling starts")
     parser.add_argument("--teacher", type=Path, default=STARTER_DIR)
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--export", action="store_true", help="write models/Stable-diffusion/starter-lcm/ and stop")
@@ -127,12 +132,16 @@ def main(argv=None):
         tokens = ids[index, torch.randint(0, ids.shape[1], (args.batch,), generator=g)].long()
         x0 = latents[index].float() * scale
         n = torch.randint(0, 50, (args.batch,), generator=g)          # t_{n+k} = 20 n + 19, t_n = t_{n+k} - 20
+        if args.terminal_fraction:
+            n[torch.rand(args.batch, generator=g) < args.terminal_fraction] = 49
         t, t_prev = n * SKIP + SKIP - 1, (n * SKIP - 1).clamp(min=0)
         w = args.w_min + (args.w_max - args.w_min) * torch.rand(args.batch, generator=g)
         w_embedding = guidance_embedding(w, W_DIM)
         noise = torch.randn(x0.shape, generator=g)
         a = alphas_cumprod[t][:, None, None, None]
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        if args.pure_noise_start:       # sampling starts from noise alone, not from 0.068 of a picture in it
+            x_t = torch.where((n == 49)[:, None, None, None], noise, x_t)
         with torch.no_grad():
             context = text_encoder(tokens).last_hidden_state
             x_prev = teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond.expand(len(tokens), -1, -1), w,
