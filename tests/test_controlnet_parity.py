@@ -33,9 +33,10 @@ def test_sd15_size_controlnet_matches_diffusers(pooled):
         expected = ref(sample, 400, context, image, conditioning_scale=1.0, return_dict=False)
         down, mid = ours(sample, 400, context, image)
     assert len(down) == 12
-    worst = max((a - b).abs().max().item() for a, b in zip([*down, mid], [*expected[0], expected[1]]))
-    print(f"SD1.5 ControlNet (pooled={pooled}) vs diffusers: max abs difference {worst:.2e}")
-    assert worst < 1e-4
+    # relative to each residual's size: these random weights grow the deepest residuals to about 250
+    worst = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip([*down, mid], [*expected[0], expected[1]]))
+    print(f"SD1.5 ControlNet (pooled={pooled}) vs diffusers: max relative difference {worst:.2e}")
+    assert worst < 1e-5
 
 
 def test_tiny_controlnet_residuals_feed_the_unet_as_diffusers_does():

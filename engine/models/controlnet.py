@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv2d
 from .layers import TimestepEmbedding, timestep_embedding
 from .unet import CROSS_DOWN, DownBlock, MidBlock, UNetConfig
 
@@ -37,12 +38,12 @@ class ControlNetConditioningEmbedding(nn.Module):
 
     def __init__(self, out_channels: int, conditioning_channels: int, channels: tuple[int, ...]):
         super().__init__()
-        self.conv_in = nn.Conv2d(conditioning_channels, channels[0], 3, padding=1)
+        self.conv_in = Conv2d(conditioning_channels, channels[0], 3, padding=1)
         self.blocks = nn.ModuleList()
         for c_in, c_out in zip(channels[:-1], channels[1:]):
-            self.blocks.append(nn.Conv2d(c_in, c_in, 3, padding=1))
-            self.blocks.append(nn.Conv2d(c_in, c_out, 3, padding=1, stride=2))
-        self.conv_out = nn.Conv2d(channels[-1], out_channels, 3, padding=1)
+            self.blocks.append(Conv2d(c_in, c_in, 3, padding=1))
+            self.blocks.append(Conv2d(c_in, c_out, 3, padding=1, stride=2))
+        self.conv_out = Conv2d(channels[-1], out_channels, 3, padding=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = F.silu(self.conv_in(image))
@@ -61,21 +62,21 @@ class ControlNetModel(nn.Module):
         temb_ch = channels[0] * 4
         layers = cfg.layers_per_block
 
-        self.conv_in = nn.Conv2d(cfg.in_channels, channels[0], 3, padding=1)
+        self.conv_in = Conv2d(cfg.in_channels, channels[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(channels[0], temb_ch, cfg.time_cond_proj_dim)
         self.controlnet_cond_embedding = ControlNetConditioningEmbedding(
             channels[0], config.conditioning_channels, config.conditioning_embedding_out_channels)
 
         self.down_blocks = nn.ModuleList()
-        self.controlnet_down_blocks = nn.ModuleList([nn.Conv2d(channels[0], channels[0], 1)])
+        self.controlnet_down_blocks = nn.ModuleList([Conv2d(channels[0], channels[0], 1)])
         for i, kind in enumerate(cfg.down_block_types):
             last = i == len(channels) - 1
             self.down_blocks.append(DownBlock(channels[max(i - 1, 0)], channels[i], temb_ch, layers, not last,
                                               heads[i] if kind == CROSS_DOWN else None, cfg))
             for _ in range(layers + (0 if last else 1)):
-                self.controlnet_down_blocks.append(nn.Conv2d(channels[i], channels[i], 1))
+                self.controlnet_down_blocks.append(Conv2d(channels[i], channels[i], 1))
         self.mid_block = MidBlock(channels[-1], temb_ch, heads[-1], cfg)
-        self.controlnet_mid_block = nn.Conv2d(channels[-1], channels[-1], 1)
+        self.controlnet_mid_block = Conv2d(channels[-1], channels[-1], 1)
 
     @property
     def dtype(self) -> torch.dtype:

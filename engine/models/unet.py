@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import UnsupportedArchitectureError
 from .attention import Transformer2DModel
+from .conv import Conv2d
 from .layers import Downsample2D, ResnetBlock2D, TimestepEmbedding, Upsample2D, timestep_embedding
 
 CROSS_DOWN, PLAIN_DOWN = "CrossAttnDownBlock2D", "DownBlock2D"
@@ -146,7 +147,7 @@ class UNet2DConditionModel(nn.Module):
         n_blocks = len(channels)
         layers = config.layers_per_block
 
-        self.conv_in = nn.Conv2d(config.in_channels, channels[0], 3, padding=1)
+        self.conv_in = Conv2d(config.in_channels, channels[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(channels[0], temb_ch, config.time_cond_proj_dim)
 
         self.down_blocks = nn.ModuleList()
@@ -171,7 +172,7 @@ class UNet2DConditionModel(nn.Module):
             prev_ch = rev_channels[i]
 
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, channels[0], eps=config.norm_eps)
-        self.conv_out = nn.Conv2d(channels[0], config.out_channels, 3, padding=1)
+        self.conv_out = Conv2d(channels[0], config.out_channels, 3, padding=1)
 
     @property
     def dtype(self) -> torch.dtype:

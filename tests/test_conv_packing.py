@@ -1,0 +1,54 @@
+"""The engine's Conv2d: on the CPU its inference path keeps a reordered weight; the numbers must not change."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.models import conv
+from engine.models.conv import Conv2d
+
+pytestmark = pytest.mark.skipif(not conv.PACKING, reason="this torch build has no oneDNN convolution kernels")
+
+
+def plain(module, x):
+    return F.conv2d(x, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (3, 2, 0), (1, 1, 0)])
+def test_same_numbers_as_the_ordinary_kernel(dtype, kernel, stride, padding):
+    torch.manual_seed(0)
+    module = Conv2d(64, 96, kernel, stride=stride, padding=padding).to(dtype).eval()
+    with torch.no_grad():
+        for shape in ((2, 64, 8, 8), (1, 64, 13, 9), (3, 64, 16, 16)):   # one reordered weight serves every shape
+            for layout in (torch.channels_last, torch.contiguous_format):
+                x = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout)
+                ours, reference = module(x), plain(module, x)
+                if shape[0] == 2 and layout == torch.channels_last and dtype == torch.float32:
+                    assert torch.equal(ours, reference)     # oneDNN picks the same kernel: the very same bits
+                tolerance = 1e-5 if dtype == torch.float32 else 1e-2   # else: the same sums, in another order
+                assert (ours.float() - reference.float()).abs().max() <= tolerance * reference.float().abs().max()
+    assert module._packed is not None          # the reordered path ran
+
+
+def test_follows_weight_changes_in_place_and_by_assignment():
+    torch.manual_seed(0)
+    module = Conv2d(8, 8, 3, padding=1).eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        before = module(x)
+        module.weight.add_(1.0)                             # a LoRA patch in place
+        patched = module(x)
+        assert torch.allclose(patched, plain(module, x), atol=1e-4) and not torch.allclose(patched, before, atol=1)
+        module.weight.data = module.weight.data - 1.0       # a LoRA restore by assignment
+        assert torch.allclose(module(x), plain(module, x), atol=1e-5)
+        assert torch.allclose(module(x), before, atol=1e-5)
+
+
+def test_training_takes_the_ordinary_path_with_gradients():
+    module = Conv2d(4, 4, 3, padding=1)
+    x = torch.randn(1, 4, 5, 5, requires_grad=True)
+    module(x).sum().backward()
+    assert module.weight.grad is not None and x.grad is not None
+    assert module._packed is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):      # autocast casts inputs itself: ordinary path too
+        assert module(x.detach()).dtype == torch.bfloat16
