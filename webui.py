@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from engine import Device, EngineError
+from engine.devices import keep_freed_memory_for_reuse
 from engine.loading.tensor_files import allow_unsafe_pickle
 from extensions import ExtensionAPI, load_extensions
 from ui.api import create_api
@@ -76,7 +77,10 @@ def main(argv=None) -> None:
         print("WARNING: --allow-unsafe-pickle: a .ckpt/.pt file can now run any code on this computer when "
               "loaded. Load only files you trust; prefer .safetensors.", file=sys.stderr)
     settings = load_settings(args.settings_file)
-    state = ModelState(args.models_dir, Device.choose(args.device, args.precision))
+    device = Device.choose(args.device, args.precision)
+    if device.device.type == "cpu":
+        keep_freed_memory_for_reuse()
+    state = ModelState(args.models_dir, device)
     state.vae_choice = settings.vae
     checkpoint = args.ckpt or state.default_checkpoint()
     if checkpoint:   # the page comes up at once; the model loads beside it

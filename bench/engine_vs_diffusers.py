@@ -3,8 +3,10 @@
     python -m bench.engine_vs_diffusers              # every case at 512x512 and 256x256 -> BENCHMARKS.md
     python -m bench.engine_vs_diffusers --quick      # the 256x256 variant only
 
-Both sides load one diffusers folder (written once to --cache). Within a case the two sides alternate after a
-warm-up run each, and every figure is the median over --repeats runs. Per phase: prompt encode (prompt and
+Both sides load one diffusers folder (written once to --cache), each in a worker process of its own set up as
+its users run it (the engine as webui.py starts it, with freed memory kept for reuse; diffusers as it comes).
+Within a case the two workers take turns after a warm-up run each, and every figure is the median over
+--repeats runs. Per phase: prompt encode (prompt and
 negative prompt, cache cleared), one UNet step (the median gap between step callbacks in a full run, so the
 sampler's own work counts), VAE decode, and the whole generation end to end. Peak RSS comes from a fresh
 process per side (load, then one 2-step picture), as a user would see it.
@@ -88,6 +90,54 @@ def karras_dpmpp_2m(pipe):
                                                              algorithm_type="dpmsolver++", solver_order=2)
 
 
+# ---------------------------------------------------------------- a worker process per side
+class Worker:
+    """One side in a process of its own: `run(size, steps, cfg, sampler)` -> its figures."""
+
+    def __init__(self, folder: Path, side: str, precision: str, scheduler: str = "default"):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.engine_vs_diffusers", "--worker", side, "--precision", precision,
+             "--scheduler", scheduler, "--cache", str(folder.parent), *(["--tiny"] if folder.name.startswith("tiny") else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+        self.label = self._read()["ready"]
+
+    def run(self, size: int, steps: int, cfg: float, sampler: str = "DPM++ 2M") -> dict:
+        self.process.stdin.write(json.dumps({"size": size, "steps": steps, "cfg": cfg, "sampler": sampler}) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker ended (exit code {self.process.wait()})")
+        return json.loads(line)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def serve(folder: Path, side: str, precision: str, scheduler: str) -> None:
+    """The worker's side of Worker: load, say ready, then answer one JSON line per run."""
+    if side == "engine":
+        from engine import Device
+        from engine.devices import keep_freed_memory_for_reuse
+        keep_freed_memory_for_reuse()                      # as webui.py does at start-up
+        device = Device.choose("cpu", precision)
+        pipe = engine_side(folder, device.dtype)
+        label = str(device)
+        run = lambda r: run_engine(pipe, r["size"], r["steps"], r["cfg"], r["sampler"])  # noqa: E731
+    else:
+        pipe = diffusers_side(folder, DTYPES[precision])
+        if scheduler == "dpmpp_2m_karras":
+            pipe.scheduler = karras_dpmpp_2m(pipe)
+        label = f"diffusers {precision}"
+        run = lambda r: run_diffusers(pipe, r["size"], r["steps"], r["cfg"])  # noqa: E731
+    print(json.dumps({"ready": label}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(run(json.loads(line))), flush=True)
+
+
 # ---------------------------------------------------------------- one run of each side
 def run_engine(pipe, size: int, steps: int, cfg: float, sampler: str = "DPM++ 2M") -> dict:
     from engine import GenerationRequest
@@ -160,6 +210,8 @@ def peak_rss(folder: Path, side: str, size: int) -> float:
 def rss_child(folder: Path, side: str, size: int) -> None:
     if side == "engine":
         from engine import Device, load_pipeline
+        from engine.devices import keep_freed_memory_for_reuse
+        keep_freed_memory_for_reuse()
         run_engine(load_pipeline(folder, Device.choose("cpu")), size, 2, 7.0)
     else:
         run_diffusers(diffusers_side(folder, torch.float32), size, 2, 7.5)
@@ -181,26 +233,25 @@ def cases(folder: Path, size: int, repeats: int, steps_equal: int, precisions: l
           rss_runs: int = 3) -> list[dict]:
     rows = []
     for name in precisions:
-        dtype = DTYPES[name]
-        engine, reference = engine_side(folder, dtype), diffusers_side(folder, dtype)
-        reference.scheduler = karras_dpmpp_2m(reference)
-        medians = alternate({"engine": lambda n: run_engine(engine, size, n, 7.0),
-                             "diffusers": lambda n: run_diffusers(reference, size, n, 7.0)}, steps_equal, repeats)
+        engine, reference = Worker(folder, "engine", name), Worker(folder, "diffusers", name, "dpmpp_2m_karras")
+        medians = alternate({"engine": lambda n: engine.run(size, n, 7.0),
+                             "diffusers": lambda n: reference.run(size, n, 7.0)}, steps_equal, repeats)
         rows.append({"case": f"{size}x{size} DPM++ 2M Karras CFG 7, {steps_equal} steps, {name} both", **pair(medians)})
-        del engine, reference
+        engine.close(), reference.close()
 
-    from engine import Device
-    auto = Device.choose("cpu")
-    engine, reference = engine_side(folder, auto.dtype), diffusers_side(folder, torch.float32)
-    medians = alternate({"engine": lambda n: run_engine(engine, size, n, 7.0),
-                         "diffusers": lambda n: run_diffusers(reference, size, n, 7.5)}, 20, max(1, repeats // 2))
-    rows.append({"case": f"{size}x{size} defaults, 20 steps (engine {auto}, diffusers fp32 PNDM)", **pair(medians)})
+    engine, reference = Worker(folder, "engine", "auto"), Worker(folder, "diffusers", "fp32")
+    medians = alternate({"engine": lambda n: engine.run(size, n, 7.0),
+                         "diffusers": lambda n: reference.run(size, n, 7.5)}, 20, max(1, repeats // 2))
+    rows.append({"case": f"{size}x{size} defaults, 20 steps (engine {engine.label}, diffusers fp32 PNDM)", **pair(medians)})
+    reference.close()
     default_total = medians["diffusers"]["total"]
     for steps in (4, 1):
-        lcm = alternate({"engine": lambda n: run_engine(engine, size, n, 1.0, sampler="LCM")}, steps, repeats)["engine"]
-        rows.append({"case": f"{size}x{size} engine LCM {steps} step(s), CFG 1 ({auto}) vs diffusers default 20 steps",
+        lcm = alternate({"engine": lambda n: engine.run(size, n, 1.0, "LCM")}, steps, repeats)["engine"]
+        rows.append({"case": f"{size}x{size} engine LCM {steps} step(s), CFG 1 ({engine.label}) vs diffusers default "
+                             f"20 steps",
                      "engine": {"total": lcm["total"]}, "diffusers": {"total": default_total},
                      "ratio": lcm["total"] / default_total})
+    engine.close()
     # the peak moves by up to 0.2 GiB between identical runs (where the allocator's arenas happen to land)
     rss = {side: statistics.median(peak_rss(folder, side, size) for _ in range(rss_runs))
            for side in ("engine", "diffusers")}
@@ -253,11 +304,17 @@ def main(argv=None):
     parser.add_argument("--precisions", nargs="+", choices=list(DTYPES),
                         help="of the equal-precision case (default: fp32, and bf16 where the CPU runs it natively)")
     parser.add_argument("--rss-child", choices=["engine", "diffusers"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["engine", "diffusers"], help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--scheduler", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     folder = build_folder(args.cache, args.tiny)
     if args.rss_child:
         rss_child(folder, args.rss_child, args.size)
+        return
+    if args.worker:
+        serve(folder, args.worker, args.precision, args.scheduler)
         return
     from engine.devices import cpu_has_fast_bf16
     sizes = args.sizes or ([256] if args.quick else [512, 256])
