@@ -52,3 +52,17 @@ def test_training_takes_the_ordinary_path_with_gradients():
     assert module._packed is None
     with torch.autocast("cpu", dtype=torch.bfloat16):      # autocast casts inputs itself: ordinary path too
         assert module(x.detach()).dtype == torch.bfloat16
+
+
+def test_a_new_weight_in_the_old_ones_memory_is_not_mistaken_for_it():
+    """One LoRA set swapped for another: the patched tensor is freed by the restore, and the next patch,
+    made before any forward pass, may be allocated in the very memory the reordered copy was made from."""
+    torch.manual_seed(0)
+    module = Conv2d(16, 16, 3, padding=1).eval()
+    original = module.weight.data
+    x = torch.randn(1, 16, 6, 6)
+    with torch.no_grad():
+        for delta in (0.5, -0.25, 1.0, 0.125, 2.0, -1.0):
+            module.weight.data = original + delta       # restore, then patch with the next set
+            assert torch.allclose(module(x), plain(module, x), atol=1e-4), delta
+            module.weight.data = original

@@ -25,7 +25,9 @@ PACKING = _packing_available()
 class Conv2d(nn.Conv2d):
     """nn.Conv2d (same parameters and state dict) with the reordered-weight CPU inference path."""
 
-    _packed: tuple | None = None     # (weight identity, reordered weight)
+    # (the weight it was made from, that weight's version, the reordered weight). Holding the weight keeps
+    # its memory from being handed to a new tensor, whose address would then pass for the old one's.
+    _packed: tuple | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
@@ -34,12 +36,12 @@ class Conv2d(nn.Conv2d):
                 and not torch.is_autocast_enabled("cpu") and self.padding_mode == "zeros"
                 and isinstance(self.padding, tuple)):
             return super().forward(x)
-        identity = (weight.data_ptr(), weight._version, weight.dtype)
         packed = self._packed
-        if packed is None or packed[0] != identity:
+        if (packed is None or packed[0].data_ptr() != weight.data_ptr() or packed[1] != weight._version
+                or packed[0].dtype != weight.dtype):
             reordered = torch.ops.mkldnn._reorder_convolution_weight(
                 weight, list(self.padding), list(self.stride), list(self.dilation), self.groups, list(x.shape))
-            packed = self._packed = (identity, reordered)
+            packed = self._packed = (weight.detach(), weight._version, reordered)
         return torch.ops.mkldnn._convolution_pointwise(
-            x, packed[1], self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
+            x, packed[2], self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
             "none", [], "")
