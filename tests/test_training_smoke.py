@@ -66,6 +66,17 @@ def test_training_stages_resume_and_export(tmp_path, monkeypatch):
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 2   # same fp16 weights either way
 
 
+def test_pure_noise_rows_are_noise_alone_with_the_eps_that_makes_them_from_x0():
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
+    a = torch.tensor([0.9, 0.5, 0.0072, 0.0047])[:, None, None, None]
+    x_t, eps = train_unet.noisy_sample(x0, noise, a, torch.tensor([False, False, True, True]))
+    assert torch.equal(x_t[2:], noise[2:])                       # sampling's start: no picture in it
+    assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x_t, atol=1e-5)   # eps still fits DDPM Eq. 4
+    assert torch.equal(eps[:2], noise[:2]) and not torch.allclose(eps[2:], noise[2:])
+    assert torch.allclose(a[:2].sqrt() * x0[:2] + (1 - a[:2]).sqrt() * noise[:2], x_t[:2])
+
+
 def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path, capsys):
     """A later session has only the committed export: VAE and EMA weights come from it."""
     first = tmp_path / "first"
@@ -78,7 +89,8 @@ def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path, capsys)
     assert torch.load(fresh / "unet.pt", weights_only=False)["step"] == 3   # continued from step 2
     frozen = tmp_path / "frozen"
     train_unet.main(["--steps", "4", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(frozen),
-                     "--init-from", str(tmp_path / "starter"), "--freeze-text-encoder", "--x0-weight-floor", "1"])
+                     "--init-from", str(tmp_path / "starter"), "--freeze-text-encoder", "--x0-weight-floor", "1",
+                     "--high-noise-fraction", "0.5", "--high-noise-from", "900", "--pure-noise-from", "960", "--bf16"])
     exported = load_file(tmp_path / "starter" / "text_encoder" / "model.safetensors")
     state = torch.load(frozen / "unet.pt", weights_only=False)
     for copy in ("text_encoder", "ema_text"):           # what the LCM and the ControlNets were trained beside

@@ -15,6 +15,10 @@ shape's place still undecided by the noisy latent, so only there can the positio
 the shape wherever the noise suggests; with no signal left at t = 999 the words are all there is to go on.
 --high-noise-fraction spends that share of every batch on t >= --high-noise-from, the only timesteps where the
 noisy latent has not yet decided the shape's place, so the words get more of the training there.
+--pure-noise-from T goes at the same flaw from the other side, keeping SD's schedule (so the ControlNets and the
+LCM still fit): for t >= T the UNet is shown noise alone, which is what sampling starts from, and must still
+predict the picture (its eps target is the one that turns that noise into x_0), so only the words can tell it where
+the shape goes. On the 20-step Karras schedule the first two steps (t = 999 and about 960) fall in t >= 960.
 --bf16 trains under bf16 autocast (on CPUs with AMX or AVX-512 BF16 about 1.35x faster a step).
 """
 import argparse
@@ -74,6 +78,16 @@ def _fp32(path: Path) -> dict:
     return {k: v.float() for k, v in load_file(path).items()}
 
 
+def noisy_sample(x0: torch.Tensor, noise: torch.Tensor, a: torch.Tensor, pure: torch.Tensor) -> tuple:
+    """(x_t, eps) with x_t = sqrt(a) x0 + sqrt(1 - a) eps: q(x_t | x_0) (DDPM Eq. 4), except that the rows
+    marked `pure` are the noise alone, with the eps that would make it from their x_0."""
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    if not pure.any():
+        return x_t, noise
+    pure = pure[:, None, None, None]
+    return torch.where(pure, noise, x_t), torch.where(pure, (noise - a.sqrt() * x0) / (1 - a).sqrt(), noise)
+
+
 def make_models():
     torch.manual_seed(1)
     return (UNet2DConditionModel(UNetConfig.from_dict(UNET_CONFIG)),
@@ -99,6 +113,8 @@ def main(argv=None):
     parser.add_argument("--high-noise-fraction", type=float, default=0.0,
                         help="share of each batch drawn from t >= --high-noise-from (0: t uniform over 0-999)")
     parser.add_argument("--high-noise-from", type=int, default=800)
+    parser.add_argument("--pure-noise-from", type=int, default=1000,
+                        help="for t >= this the noisy latent is noise alone (1000: never)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     args = parser.parse_args(argv)
     if args.zero_terminal_snr and args.prediction != "v_prediction":
@@ -150,9 +166,8 @@ def main(argv=None):
         t = torch.randint(0, 1000, (args.batch,), generator=g)
         high = round(args.batch * args.high_noise_fraction)
         t[:high] = torch.randint(args.high_noise_from, 1000, (high,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
         a = alphas_cumprod[t][:, None, None, None]
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                     # q(x_t | x_0), DDPM Eq. 4
+        x_t, noise = noisy_sample(x0, torch.randn(x0.shape, generator=g), a, t >= args.pure_noise_from)
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 200)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
