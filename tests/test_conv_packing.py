@@ -1,4 +1,7 @@
 """The engine's Conv2d: on the CPU its inference path keeps a reordered weight; the numbers must not change."""
+import copy
+import pickle
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,3 +69,17 @@ def test_a_new_weight_in_the_old_ones_memory_is_not_mistaken_for_it():
             module.weight.data = original + delta       # restore, then patch with the next set
             assert torch.allclose(module(x), plain(module, x), atol=1e-4), delta
             module.weight.data = original
+
+
+def test_copies_and_pickles_make_their_own_reordered_weight():
+    module = Conv2d(8, 8, 3, padding=1).eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        expected = module(x)
+        assert module._packed is not None
+        for twin in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+            assert twin._packed is None
+            twin.weight.mul_(2.0)                     # its own weight, not the original's
+            assert torch.allclose(twin(x) - twin.bias[:, None, None], 2 * (expected - module.bias[:, None, None]),
+                                  atol=1e-5)
+        assert torch.equal(module(x), expected)

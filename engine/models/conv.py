@@ -29,6 +29,13 @@ class Conv2d(nn.Conv2d):
     # its memory from being handed to a new tensor, whose address would then pass for the old one's.
     _packed: tuple | None = None
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the reordered weight out (oneDNN's tensors cannot be copied); they make
+        their own on their first forward pass."""
+        state = super().__getstate__()
+        state.pop("_packed", None)
+        return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
         if not (PACKING and x.device.type == "cpu" and x.dtype == weight.dtype and weight.device.type == "cpu"
