@@ -91,13 +91,19 @@ def karras_dpmpp_2m(pipe):
 
 
 # ---------------------------------------------------------------- a worker process per side
+def this_script(folder: Path, *args: str) -> list[str]:
+    """The command line that runs this script again in a child process on the same model folder."""
+    return [sys.executable, "-m", "bench.engine_vs_diffusers", *args, "--cache", str(folder.parent),
+            *(["--tiny"] if folder.name.startswith("tiny") else [])]
+
+
+
 class Worker:
     """One side in a process of its own: `run(size, steps, cfg, sampler)` -> its figures."""
 
     def __init__(self, folder: Path, side: str, precision: str, scheduler: str = "default"):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.engine_vs_diffusers", "--worker", side, "--precision", precision,
-             "--scheduler", scheduler, "--cache", str(folder.parent), *(["--tiny"] if folder.name.startswith("tiny") else [])],
+            this_script(folder, "--worker", side, "--precision", precision, "--scheduler", scheduler),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
         self.label = self._read()["ready"]
 
@@ -200,9 +206,7 @@ def alternate(runs: dict, steps: int, repeats: int) -> dict:
 # ---------------------------------------------------------------- peak memory in a fresh process
 def peak_rss(folder: Path, side: str, size: int) -> float:
     """GiB: a fresh process loads its side in its default precision and makes one 2-step picture."""
-    out = subprocess.run([sys.executable, "-m", "bench.engine_vs_diffusers", "--rss-child", side,
-                          "--size", str(size), "--cache", str(folder.parent),
-                          *(["--tiny"] if folder.name.startswith("tiny") else [])],
+    out = subprocess.run(this_script(folder, "--rss-child", side, "--size", str(size)),
                          capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     return float(out.stdout.strip().splitlines()[-1])
 
