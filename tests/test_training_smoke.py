@@ -66,6 +66,56 @@ def test_training_stages_resume_and_export(tmp_path, monkeypatch):
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 2   # same fp16 weights either way
 
 
+def test_decoder_fine_tune_keeps_the_latent_space(tmp_path):
+    """--decoder-only changes the decoder alone, so everything trained on the encoder's latents still fits."""
+    runs = tmp_path / "runs"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(runs)])
+    train_unet.main(["--steps", "1", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(runs)])
+    export.main(["--runs", str(runs), "--out", str(tmp_path / "starter")])
+    with pytest.raises(SystemExit):      # nothing to keep without a trained encoder
+        train_vae.main(["--steps", "1", "--runs", str(tmp_path / "bad"), "--decoder-only"])
+    tuned = tmp_path / "tuned"
+    train_vae.main(["--steps", "3", "--batch", "2", "--runs", str(tuned), "--init-from", str(tmp_path / "starter"),
+                    "--decoder-only", "--edge-weight", "1", "--bf16", "--lr", "1e-2"])
+    before = {k: v.float() for k, v in load_file(tmp_path / "starter" / "vae" / "diffusion_pytorch_model.safetensors").items()}
+    after = torch.load(tuned / "vae.pt", weights_only=False)["model"]
+    kept = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    changed = [k for k in before if k.startswith(("decoder.", "post_quant_conv.")) and not torch.equal(before[k], after[k])]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    assert len(changed) > len(kept) / 2
+    with pytest.raises(SystemExit):
+        export.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--vae", str(tuned / "missing.pt")])
+    export.main(["--runs", str(runs), "--out", str(tmp_path / "shipped"), "--vae", str(tuned / "vae.pt")])
+    shipped = load_file(tmp_path / "shipped" / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(shipped[k], after[k].half()) for k in after)
+    for part in ("unet/diffusion_pytorch_model", "text_encoder/model"):
+        a, b = (load_file(tmp_path / d / f"{part}.safetensors") for d in ("starter", "shipped"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_image_gradient_loss_and_reconstruction_measure():
+    from training.scenes import render
+    images = torch.from_numpy(np.stack([np.asarray(render(s), np.float32) for _, s, _ in evaluate.held_out_cases(6)]))
+    images = images.permute(0, 3, 1, 2) / 127.5 - 1
+    assert train_vae.gradient_l1(images, images) == 0
+    blurred = torch.nn.functional.avg_pool2d(images, 5, 1, 2, count_include_pad=False)
+    assert train_vae.gradient_l1(blurred, images) > 0.01
+
+    class Perfect(torch.nn.Module):          # decodes every encoding back to its picture
+        def encode(self, x):
+            return type("Posterior", (), {"mean": x})()
+
+        def decode(self, z):
+            return z
+
+    class Flat(Perfect):                     # loses the shapes: every pixel the corner's colour
+        def decode(self, z):
+            return z[:, :, :1, :1].expand_as(z)
+
+    assert train_vae.reconstruction_shape_accuracy(Perfect(), 12) == 1.0
+    assert train_vae.reconstruction_shape_accuracy(Flat(), 12) == 0.0
+
+
 def test_pure_noise_rows_are_noise_alone_with_the_eps_that_makes_them_from_x0():
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
@@ -165,7 +215,7 @@ def test_lcm_distillation_starts_as_the_teacher_trains_resumes_and_loads(tmp_pat
                                teacher(x, t, context))
     common = ["--batch", "2", "--teacher", str(teacher_dir), "--runs", str(runs)]
     distill_lcm.main([*common, "--steps", "2"])
-    distill_lcm.main([*common, "--steps", "3"])
+    distill_lcm.main([*common, "--steps", "3", "--bf16", "--pure-noise-start", "--terminal-fraction", "0.5"])
     assert torch.load(runs / "lcm.pt", weights_only=False)["step"] == 3
     distill_lcm.main([*common, "--export", "--out", str(tmp_path / "starter-lcm")])
     pipe = load_pipeline(tmp_path / "starter-lcm", Device.cpu_fp32())

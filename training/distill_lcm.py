@@ -99,6 +99,7 @@ def main(argv=None):
                              "1 in 50 it gets by chance)")
     parser.add_argument("--pure-noise-start", action="store_true",
                         help="at t = 999 the student sees noise alone, as when sampling starts")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes")
     parser.add_argument("--teacher", type=Path, default=STARTER_DIR)
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--export", action="store_true", help="write models/Stable-diffusion/starter-lcm/ and stop")
@@ -142,12 +143,13 @@ def main(argv=None):
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         if args.pure_noise_start:       # sampling starts from noise alone, not from 0.068 of a picture in it
             x_t = torch.where((n == 49)[:, None, None, None], noise, x_t)
-        with torch.no_grad():
-            context = text_encoder(tokens).last_hidden_state
-            x_prev = teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond.expand(len(tokens), -1, -1), w,
-                                       alphas_cumprod)
-            aim = consistency_function(target, x_prev, t_prev, context, w_embedding, alphas_cumprod)
-        guess = consistency_function(student, x_t, t, context, w_embedding, alphas_cumprod)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            with torch.no_grad():
+                context = text_encoder(tokens).last_hidden_state
+                x_prev = teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond.expand(len(tokens), -1, -1), w,
+                                           alphas_cumprod).float()
+                aim = consistency_function(target, x_prev, t_prev, context, w_embedding, alphas_cumprod).float()
+            guess = consistency_function(student, x_t, t, context, w_embedding, alphas_cumprod).float()
         loss = (((guess - aim) ** 2 + HUBER_C ** 2).sqrt() - HUBER_C).mean()      # pseudo-Huber
         optimizer.zero_grad()
         loss.backward()

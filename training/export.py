@@ -3,7 +3,8 @@
     python -m training.export                              # -> models/Stable-diffusion/starter/
     python -m training.export --single-file out.safetensors # also an A1111-style single file + .yaml
 
-Takes the EMA weights of <runs>/unet.pt and the VAE of <runs>/vae.pt (default runs folder: training/runs).
+Takes the EMA weights of <runs>/unet.pt and the VAE of <runs>/vae.pt (default runs folder: training/runs),
+or the VAE checkpoint --vae names (a decoder fine-tuned by train_vae --decoder-only).
 """
 import argparse
 from pathlib import Path
@@ -19,7 +20,7 @@ DESCRIPTION = ("Built-in demo model: coloured shapes (circle, square, triangle, 
                "background, 64x64. Trained from scratch by this project's scripts in training/.")
 
 
-def trained_modules(runs: Path):
+def trained_modules(runs: Path, vae_checkpoint: Path | None = None):
     state = load_checkpoint(runs / "unet.pt")
     if state is None:
         raise SystemExit("nothing to export: train first (python -m training.train_unet)")
@@ -28,7 +29,7 @@ def trained_modules(runs: Path):
     text_encoder.load_state_dict(state["ema_text"])
     vae_config = {**VAE_CONFIG, "scaling_factor": state["scaling_factor"]}
     vae = AutoencoderKL(VAEConfig.from_dict(vae_config))
-    vae.load_state_dict(load_checkpoint(runs / "vae.pt")["model"])
+    vae.load_state_dict(load_checkpoint(vae_checkpoint or runs / "vae.pt")["model"])
     schedule = {"prediction_type": state.get("prediction_type", "epsilon")}
     if state.get("zero_terminal_snr"):
         schedule["rescale_betas_zero_snr"] = True
@@ -39,8 +40,8 @@ def half(module) -> dict:
     return {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
 
 
-def export_folder(runs: Path, out: Path = STARTER_DIR):
-    unet, vae, text_encoder, vae_config, step, schedule = trained_modules(runs)
+def export_folder(runs: Path, out: Path = STARTER_DIR, vae_checkpoint: Path | None = None):
+    unet, vae, text_encoder, vae_config, step, schedule = trained_modules(runs, vae_checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     for name, module, config, weights in (
             ("unet", unet, {"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, "diffusion_pytorch_model"),
@@ -60,9 +61,9 @@ def export_folder(runs: Path, out: Path = STARTER_DIR):
     print(f"wrote {out} (UNet/text encoder step {step})")
 
 
-def export_single_file(runs: Path, path: Path):
+def export_single_file(runs: Path, path: Path, vae_checkpoint: Path | None = None):
     """Original LDM key names, fp16, with the sidecar .yaml A1111 reads for what shapes cannot tell."""
-    unet, vae, text_encoder, vae_config, _, schedule = trained_modules(runs)
+    unet, vae, text_encoder, vae_config, _, schedule = trained_modules(runs, vae_checkpoint)
     tensors = {k: v.half().contiguous() for k, v in ldm_state_dict(unet, vae, text_encoder).items()}
     save_file(tensors, path)
     heads = UNET_CONFIG["block_out_channels"][0] // UNET_CONFIG["attention_head_dim"][0]
@@ -82,10 +83,13 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=STARTER_DIR)
     parser.add_argument("--single-file", type=Path)
     parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--vae", type=Path, help="VAE checkpoint to ship instead of <runs>/vae.pt")
     args = parser.parse_args(argv)
-    export_folder(args.runs, args.out)
+    if args.vae is not None and not args.vae.is_file():
+        parser.error(f"no VAE checkpoint at {args.vae}")
+    export_folder(args.runs, args.out, args.vae)
     if args.single_file:
-        export_single_file(args.runs, args.single_file)
+        export_single_file(args.runs, args.single_file, args.vae)
 
 
 if __name__ == "__main__":
