@@ -28,12 +28,20 @@ def nearest_color(rgb) -> str:
 
 
 def _mask_features(filled: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """Extent (area / bounding box), hole share, aspect, solidity (area / convex hull), the centroid's height in the
+    box and the log of the first Hu moment: all well defined on symmetric shapes. (Hu moments 2-4 are not: they
+    measure asymmetry, so on a circle or a diamond they are rounding noise, and on a log scale that noise
+    outweighed everything else.)"""
     ys, xs = np.nonzero(filled)
     h, w = np.ptp(ys) + 1, np.ptp(xs) + 1
     area = filled.sum()
-    hu = cv2.HuMoments(cv2.moments(filled.astype(np.uint8))).ravel()[:4]
-    hu = -np.sign(hu) * np.log10(np.abs(hu) + 1e-12)
-    return np.array([area / (h * w), (filled.sum() - obj.sum()) / area, w / h, *hu], dtype=np.float32)
+    mask = filled.astype(np.uint8)
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+    hull_mask = np.zeros_like(mask)
+    cv2.fillConvexPoly(hull_mask, hull, 1)
+    hu0 = cv2.HuMoments(cv2.moments(mask)).ravel()[0]
+    return np.array([area / (h * w), (area - obj.sum()) / area, w / h, area / max(hull_mask.sum(), 1),
+                     (ys.mean() - ys.min() + 0.5) / h, np.log10(hu0)], dtype=np.float32)
 
 
 def analyse(image) -> dict | None:
