@@ -182,6 +182,27 @@ def test_training_continues_from_an_export_in_a_fresh_checkout(tmp_path, capsys)
     assert sum(map(int, counts)) == 2                    # two seeds per one of --seeds
 
 
+def test_teacher_origins_are_where_its_ode_leads():
+    """A teacher whose eps always points at one picture X0: every guided DDIM solve from pure noise ends at X0."""
+    from engine.sampling import DiscreteSchedule
+    from training import distill_lcm
+    alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
+    target = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+
+    def oracle(x, t, context):
+        a = alphas_cumprod[t][:, None, None, None]
+        return (x - a.sqrt() * target) / (1 - a).sqrt()
+
+    def text_encoder(tokens):
+        return type("Output", (), {"last_hidden_state": torch.zeros(len(tokens), 77, 128)})()
+
+    ids = torch.randint(0, 49408, (10, 3, 77))
+    origins = distill_lcm.teacher_origins(oracle, text_encoder, ids, 5, (2.0, 8.0), alphas_cumprod, steps=6, batch=2)
+    assert origins["noise"].shape == origins["x0"].shape == (5, 4, 16, 16) and origins["noise"].std() > 0.5
+    torch.testing.assert_close(origins["x0"], target.expand(5, -1, -1, -1), atol=1e-4, rtol=1e-4)
+    assert ((origins["w"] >= 2) & (origins["w"] <= 8)).all()
+
+
 def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path):
     """Zero convolutions: before training the ControlNet changes nothing; a few steps later it loads in the
     app's loader and runs in a generation."""
@@ -228,7 +249,9 @@ def test_lcm_distillation_starts_as_the_teacher_trains_resumes_and_loads(tmp_pat
                                teacher(x, t, context))
     common = ["--batch", "2", "--teacher", str(teacher_dir), "--runs", str(runs)]
     distill_lcm.main([*common, "--steps", "2"])
-    distill_lcm.main([*common, "--steps", "3", "--bf16", "--pure-noise-start", "--terminal-fraction", "0.5"])
+    distill_lcm.main([*common, "--steps", "3", "--bf16", "--pure-noise-start", "--terminal-fraction", "0.5",
+                      "--endpoints", "3", "--endpoint-batch", "2"])
+    assert len(torch.load(runs / "lcm-endpoints.pt", weights_only=False)["x0"]) == 3
     assert torch.load(runs / "lcm.pt", weights_only=False)["step"] == 3
     distill_lcm.main([*common, "--export", "--out", str(tmp_path / "starter-lcm")])
     pipe = load_pipeline(tmp_path / "starter-lcm", Device.cpu_fp32())

@@ -11,6 +11,13 @@ L = huber(f_theta(x_{t_{n+k}}, w, c, t_{n+k}), f_theta-(x_{t_n}, w, c, t_n)), th
 f = c_skip x_t + c_out x_0(eps) with LCM's boundary scalings (engine.sampling.consistency). The student
 starts as the teacher with a zero guidance projection; the text encoder and VAE are the teacher's.
 Deterministic and resumable from <runs>/lcm.pt; the export carries the target network's weights.
+
+--endpoints N adds what the consistency function is by definition at the start of sampling: from pure noise
+at t = 999 it must give the origin of the teacher's probability-flow ODE trajectory. The origins of N such
+trajectories (random captions, noises and w; the teacher's 25-step guided DDIM solution) are solved once into
+<runs>/lcm-endpoints.pt, and every step adds --endpoint-weight x the pseudo-Huber distance of the student's
+one-step output to --endpoint-batch of them. The skipping-step loss alone reaches t = 999 only through a chain
+of 50 consistency links, and one-step colours drifted further from the teacher's the longer it trained.
 """
 import argparse
 import copy
@@ -56,13 +63,45 @@ def consistency_function(unet, x_t, t, context, w_embedding, alphas_cumprod):
 
 
 @torch.no_grad()
-def teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond, w, alphas_cumprod):
-    """One DDIM step (eta 0) of the teacher guided with eps_c + w (eps_c - eps_u), w = guidance scale - 1."""
+def teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond, w, alphas_cumprod, a_prev=None):
+    """One DDIM step (eta 0) of the teacher guided with eps_c + w (eps_c - eps_u), w = guidance scale - 1.
+    a_prev overrides alphas_cumprod[t_prev] (1 for the last step, to the origin itself)."""
     eps_c, eps_u = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([context, uncond])).chunk(2)
-    eps = eps_c + w[:, None, None, None] * (eps_c - eps_u)
-    a, a_prev = alphas_cumprod[t][:, None, None, None], alphas_cumprod[t_prev][:, None, None, None]
+    eps = eps_c.float() + w[:, None, None, None] * (eps_c.float() - eps_u.float())
+    a = alphas_cumprod[t][:, None, None, None]
+    a_prev = alphas_cumprod[t_prev][:, None, None, None] if a_prev is None else a_prev
     x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+@torch.no_grad()
+def teacher_origins(teacher, text_encoder, ids, count: int, w_range: tuple, alphas_cumprod, steps: int = 25,
+                    batch: int = 64) -> dict:
+    """{"noise", "tokens", "w", "x0"}: `count` pure noises with random training captions and guidance, and the
+    origin the teacher's guided DDIM solve reaches from each (DDIM is the probability-flow ODE's Euler method)."""
+    g = torch.Generator().manual_seed(30_000_000)
+    index = torch.randint(0, len(ids), (count,), generator=g)
+    tokens = ids[index, torch.randint(0, ids.shape[1], (count,), generator=g)].long()
+    w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(count, generator=g)
+    noise = torch.randn(count, 4, UNET_CONFIG["sample_size"], UNET_CONFIG["sample_size"], generator=g)
+    uncond = text_encoder(CLIPTokenizer()("").long()).last_hidden_state
+    grid = torch.linspace(999, 0, steps).round().long()
+    origins = []
+    for start in range(0, count, batch):
+        part = slice(start, start + batch)
+        x, context = noise[part], text_encoder(tokens[part]).last_hidden_state
+        for i, t in enumerate(grid):
+            last = i == len(grid) - 1
+            x = teacher_ddim_step(teacher, x, t.expand(len(x)), grid[min(i + 1, len(grid) - 1)].expand(len(x)),
+                                  context, uncond.expand(len(x), -1, -1), w[part], alphas_cumprod,
+                                  a_prev=torch.ones(()) if last else None)
+        origins.append(x)
+        print(f"teacher origins {min(start + batch, count)} / {count}", flush=True)
+    return {"noise": noise, "tokens": tokens, "w": w, "x0": torch.cat(origins)}
+
+
+def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (((a - b) ** 2 + HUBER_C ** 2).sqrt() - HUBER_C).mean()
 
 
 def export(target, teacher_dir: Path, step: int, out: Path = LCM_DIR) -> Path:
@@ -100,6 +139,10 @@ def main(argv=None):
     parser.add_argument("--pure-noise-start", action="store_true",
                         help="at t = 999 the student sees noise alone, as when sampling starts")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes")
+    parser.add_argument("--endpoints", type=int, default=0,
+                        help="teacher trajectory origins to solve once and fit the one-step output to (0: off)")
+    parser.add_argument("--endpoint-batch", type=int, default=16)
+    parser.add_argument("--endpoint-weight", type=float, default=1.0)
     parser.add_argument("--teacher", type=Path, default=STARTER_DIR)
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--export", action="store_true", help="write models/Stable-diffusion/starter-lcm/ and stop")
@@ -125,6 +168,13 @@ def main(argv=None):
     alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
     with torch.no_grad():
         uncond = text_encoder(CLIPTokenizer()("").long()).last_hidden_state
+    origins = None
+    if args.endpoints:
+        origins = load_checkpoint(args.runs / "lcm-endpoints.pt")
+        if origins is None or len(origins["x0"]) != args.endpoints:
+            origins = teacher_origins(teacher, text_encoder, ids, args.endpoints, (args.w_min, args.w_max),
+                                      alphas_cumprod)
+            save_checkpoint(args.runs / "lcm-endpoints.pt", **origins)
     student.train()
     start = time.time()
     while step < args.steps:
@@ -150,7 +200,16 @@ def main(argv=None):
                                            alphas_cumprod).float()
                 aim = consistency_function(target, x_prev, t_prev, context, w_embedding, alphas_cumprod).float()
             guess = consistency_function(student, x_t, t, context, w_embedding, alphas_cumprod).float()
-        loss = (((guess - aim) ** 2 + HUBER_C ** 2).sqrt() - HUBER_C).mean()      # pseudo-Huber
+            if origins is not None:
+                pick = torch.randint(0, len(origins["x0"]), (args.endpoint_batch,), generator=g)
+                with torch.no_grad():
+                    origin_context = text_encoder(origins["tokens"][pick]).last_hidden_state
+                t_end = torch.full((args.endpoint_batch,), 999)
+                one_step = consistency_function(student, origins["noise"][pick], t_end, origin_context,
+                                                guidance_embedding(origins["w"][pick], W_DIM), alphas_cumprod).float()
+        loss = pseudo_huber(guess, aim)
+        if origins is not None:
+            loss = loss + args.endpoint_weight * pseudo_huber(one_step, origins["x0"][pick])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
