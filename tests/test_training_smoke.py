@@ -197,10 +197,14 @@ def test_teacher_origins_are_where_its_ode_leads():
         return type("Output", (), {"last_hidden_state": torch.zeros(len(tokens), 77, 128)})()
 
     ids = torch.randint(0, 49408, (10, 3, 77))
-    origins = distill_lcm.teacher_origins(oracle, text_encoder, ids, 5, (2.0, 8.0), alphas_cumprod, steps=6, batch=2)
-    assert origins["noise"].shape == origins["x0"].shape == (5, 4, 16, 16) and origins["noise"].std() > 0.5
-    torch.testing.assert_close(origins["x0"], target.expand(5, -1, -1, -1), atol=1e-4, rtol=1e-4)
-    assert ((origins["w"] >= 2) & (origins["w"] <= 8)).all()
+    latents = torch.randn(10, 4, 16, 16)
+    for start in (None, latents):       # from pure noise at 999, and from latents noised to steps of the grid
+        origins = distill_lcm.teacher_origins(oracle, text_encoder, ids, 5, (2.0, 8.0), alphas_cumprod, start,
+                                              steps=6, batch=2)
+        assert origins["x_t"].shape == origins["x0"].shape == (5, 4, 16, 16) and origins["x_t"].std() > 0.5
+        torch.testing.assert_close(origins["x0"], target.expand(5, -1, -1, -1), atol=1e-4, rtol=1e-4)
+        assert ((origins["w"] >= 2) & (origins["w"] <= 8)).all()
+    assert (origins["t"] < 999).any() and ((origins["t"] + 1) % 20 == 0).all()
 
 
 def test_starter_controlnet_starts_as_a_no_op_trains_resumes_and_loads(tmp_path):
@@ -250,8 +254,10 @@ def test_lcm_distillation_starts_as_the_teacher_trains_resumes_and_loads(tmp_pat
     common = ["--batch", "2", "--teacher", str(teacher_dir), "--runs", str(runs)]
     distill_lcm.main([*common, "--steps", "2"])
     distill_lcm.main([*common, "--steps", "3", "--bf16", "--pure-noise-start", "--terminal-fraction", "0.5",
-                      "--endpoints", "3", "--endpoint-batch", "2"])
-    assert len(torch.load(runs / "lcm-endpoints.pt", weights_only=False)["x0"]) == 3
+                      "--endpoints", "4", "--endpoint-batch", "2"])
+    origins = [torch.load(runs / f"lcm-origins-{half}.pt", weights_only=False) for half in ("noise", "grid")]
+    assert len(origins[0]["x0"]) == len(origins[1]["x0"]) == 2 and (origins[0]["t"] == 999).all()
+    assert ((origins[1]["t"] + 1) % 20 == 0).all()
     assert torch.load(runs / "lcm.pt", weights_only=False)["step"] == 3
     distill_lcm.main([*common, "--export", "--out", str(tmp_path / "starter-lcm")])
     pipe = load_pipeline(tmp_path / "starter-lcm", Device.cpu_fp32())

@@ -12,12 +12,13 @@ f = c_skip x_t + c_out x_0(eps) with LCM's boundary scalings (engine.sampling.co
 starts as the teacher with a zero guidance projection; the text encoder and VAE are the teacher's.
 Deterministic and resumable from <runs>/lcm.pt; the export carries the target network's weights.
 
---endpoints N adds what the consistency function is by definition at the start of sampling: from pure noise
-at t = 999 it must give the origin of the teacher's probability-flow ODE trajectory. The origins of N such
-trajectories (random captions, noises and w; the teacher's 25-step guided DDIM solution) are solved once into
-<runs>/lcm-endpoints.pt, and every step adds --endpoint-weight x the pseudo-Huber distance of the student's
-one-step output to --endpoint-batch of them. The skipping-step loss alone reaches t = 999 only through a chain
-of 50 consistency links, and one-step colours drifted further from the teacher's the longer it trained.
+--endpoints N adds what the consistency function is by definition: from any point it must give the origin of
+the teacher's probability-flow ODE trajectory through it. N such origins (random captions and w; the teacher's
+25-step guided DDIM solution) are solved once into <runs>/lcm-origins-*.pt: half from pure noise at t = 999,
+where one-step sampling starts, half from training latents noised to a random step of the 50-step grid, the
+kind of point multistep sampling re-noises to. Every step adds --endpoint-weight x the pseudo-Huber distance of
+the student's output to --endpoint-batch of them. The skipping-step loss alone reaches t = 999 only through a
+chain of 50 consistency links, and one-step colours drifted further from the teacher's the longer it trained.
 """
 import argparse
 import copy
@@ -75,29 +76,50 @@ def teacher_ddim_step(teacher, x_t, t, t_prev, context, uncond, w, alphas_cumpro
 
 
 @torch.no_grad()
-def teacher_origins(teacher, text_encoder, ids, count: int, w_range: tuple, alphas_cumprod, steps: int = 25,
-                    batch: int = 64) -> dict:
-    """{"noise", "tokens", "w", "x0"}: `count` pure noises with random training captions and guidance, and the
-    origin the teacher's guided DDIM solve reaches from each (DDIM is the probability-flow ODE's Euler method)."""
-    g = torch.Generator().manual_seed(30_000_000)
+def teacher_origins(teacher, text_encoder, ids, count: int, w_range: tuple, alphas_cumprod, latents=None,
+                    seed: int = 30_000_000, steps: int = 25, batch: int = 64) -> dict:
+    """{"x_t", "t", "tokens", "w", "x0"}: `count` starting points with random training captions and guidance, and
+    the origin the teacher's guided DDIM solve (the probability-flow ODE's Euler method, `steps` steps) reaches
+    from each. Without `latents` each starts from pure noise at t = 999, as one-step sampling does; with them
+    from a training latent noised to a random step of the distillation grid, as multistep sampling re-noises."""
+    g = torch.Generator().manual_seed(seed)
     index = torch.randint(0, len(ids), (count,), generator=g)
     tokens = ids[index, torch.randint(0, ids.shape[1], (count,), generator=g)].long()
     w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(count, generator=g)
     noise = torch.randn(count, 4, UNET_CONFIG["sample_size"], UNET_CONFIG["sample_size"], generator=g)
+    if latents is None:
+        t, x_t = torch.full((count,), 999), noise
+    else:
+        t = torch.randint(0, 50, (count,), generator=g) * SKIP + SKIP - 1
+        a = alphas_cumprod[t][:, None, None, None]
+        x_t = a.sqrt() * latents[index].float() + (1 - a).sqrt() * noise
     uncond = text_encoder(CLIPTokenizer()("").long()).last_hidden_state
-    grid = torch.linspace(999, 0, steps).round().long()
+    grids = (t[:, None] * torch.linspace(1, 0, steps)[None]).round().long()     # each its own way down to 0
     origins = []
     for start in range(0, count, batch):
         part = slice(start, start + batch)
-        x, context = noise[part], text_encoder(tokens[part]).last_hidden_state
-        for i, t in enumerate(grid):
-            last = i == len(grid) - 1
-            x = teacher_ddim_step(teacher, x, t.expand(len(x)), grid[min(i + 1, len(grid) - 1)].expand(len(x)),
-                                  context, uncond.expand(len(x), -1, -1), w[part], alphas_cumprod,
+        x, context, grid = x_t[part], text_encoder(tokens[part]).last_hidden_state, grids[part]
+        for i in range(steps):
+            last = i == steps - 1
+            x = teacher_ddim_step(teacher, x, grid[:, i], grid[:, min(i + 1, steps - 1)], context,
+                                  uncond.expand(len(x), -1, -1), w[part], alphas_cumprod,
                                   a_prev=torch.ones(()) if last else None)
         origins.append(x)
         print(f"teacher origins {min(start + batch, count)} / {count}", flush=True)
-    return {"noise": noise, "tokens": tokens, "w": w, "x0": torch.cat(origins)}
+    return {"x_t": x_t, "t": t, "tokens": tokens, "w": w, "x0": torch.cat(origins)}
+
+
+def origins_cache(runs: Path, teacher, text_encoder, ids, latents, scale, count: int, w_range, alphas_cumprod) -> dict:
+    """Half the origins from pure noise at t = 999, half from noised latents; each half solved once and kept."""
+    halves = []
+    for name, seed, start in (("noise", 30_000_000, None), ("grid", 30_000_001, latents.float() * scale)):
+        path = runs / f"lcm-origins-{name}.pt"
+        half = load_checkpoint(path)
+        if half is None or len(half["x0"]) != count // 2:
+            half = teacher_origins(teacher, text_encoder, ids, count // 2, w_range, alphas_cumprod, start, seed)
+            save_checkpoint(path, **half)
+        halves.append(half)
+    return {k: torch.cat([h[k] for h in halves]) for k in halves[0]}
 
 
 def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -170,11 +192,8 @@ def main(argv=None):
         uncond = text_encoder(CLIPTokenizer()("").long()).last_hidden_state
     origins = None
     if args.endpoints:
-        origins = load_checkpoint(args.runs / "lcm-endpoints.pt")
-        if origins is None or len(origins["x0"]) != args.endpoints:
-            origins = teacher_origins(teacher, text_encoder, ids, args.endpoints, (args.w_min, args.w_max),
-                                      alphas_cumprod)
-            save_checkpoint(args.runs / "lcm-endpoints.pt", **origins)
+        origins = origins_cache(args.runs, teacher, text_encoder, ids, latents, scale, args.endpoints,
+                                (args.w_min, args.w_max), alphas_cumprod)
     student.train()
     start = time.time()
     while step < args.steps:
@@ -204,8 +223,7 @@ def main(argv=None):
                 pick = torch.randint(0, len(origins["x0"]), (args.endpoint_batch,), generator=g)
                 with torch.no_grad():
                     origin_context = text_encoder(origins["tokens"][pick]).last_hidden_state
-                t_end = torch.full((args.endpoint_batch,), 999)
-                one_step = consistency_function(student, origins["noise"][pick], t_end, origin_context,
+                one_step = consistency_function(student, origins["x_t"][pick], origins["t"][pick], origin_context,
                                                 guidance_embedding(origins["w"][pick], W_DIM), alphas_cumprod).float()
         loss = pseudo_huber(guess, aim)
         if origins is not None:
