@@ -107,7 +107,6 @@ def test_decoder_fine_tune_keeps_the_latent_space(tmp_path):
 
 
 def test_image_gradient_loss_and_reconstruction_measure():
-    from training.scenes import render
     images = torch.from_numpy(np.stack([np.asarray(render(s), np.float32) for _, s, _ in evaluate.held_out_cases(6)]))
     images = images.permute(0, 3, 1, 2) / 127.5 - 1
     assert train_vae.gradient_l1(images, images) == 0

@@ -112,10 +112,11 @@ def teacher_origins(teacher, text_encoder, ids, count: int, w_range: tuple, alph
 def origins_cache(runs: Path, teacher, text_encoder, ids, latents, scale, count: int, w_range, alphas_cumprod) -> dict:
     """Half the origins from pure noise at t = 999, half from noised latents; each half solved once and kept."""
     halves = []
-    for name, seed, start in (("noise", 30_000_000, None), ("grid", 30_000_001, latents.float() * scale)):
+    for name, seed in (("noise", 30_000_000), ("grid", 30_000_001)):
         path = runs / f"lcm-origins-{name}.pt"
         half = load_checkpoint(path)
         if half is None or len(half["x0"]) != count // 2:
+            start = latents.float() * scale if name == "grid" else None
             half = teacher_origins(teacher, text_encoder, ids, count // 2, w_range, alphas_cumprod, start, seed)
             save_checkpoint(path, **half)
         halves.append(half)

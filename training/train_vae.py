@@ -43,17 +43,13 @@ def gradient_l1(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 def reconstruction_shape_accuracy(vae: AutoencoderKL, count: int = 240) -> float:
     """Share of held-out single-shape scenes whose decoded encoding the evaluation still calls the right shape."""
     from PIL import Image
-    from training.evaluate import analyse, classify_shape, held_out_cases
+    from training.evaluate import held_out_cases, score
     from training.scenes import render
     cases = held_out_cases(count)
     images = torch.stack([torch.from_numpy(np.asarray(render(scene), np.float32)) for _, scene, _ in cases])
     recon = vae.decode(vae.encode(images.permute(0, 3, 1, 2) / 127.5 - 1).mean).float()
     pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    right = 0
-    for (_, scene, _), array in zip(cases, pixels):
-        found = analyse(Image.fromarray(array)) or {}
-        right += "features" in found and classify_shape(found["features"]) == scene.shapes[0].kind
-    return right / count
+    return sum(score(scene, Image.fromarray(array))["shape"] for (_, scene, _), array in zip(cases, pixels)) / count
 
 
 def main(argv=None):
@@ -77,11 +73,10 @@ def main(argv=None):
     if args.init_from is not None:
         weights = load_file(args.init_from / "vae" / "diffusion_pytorch_model.safetensors")
         vae.load_state_dict({k: v.float() for k, v in weights.items()})
-    trained = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()] if args.decoder_only else list(vae.parameters())
     if args.decoder_only:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
-    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     step = 0
     checkpoint = args.runs / "vae.pt"
     state = load_checkpoint(checkpoint)
@@ -97,8 +92,7 @@ def main(argv=None):
         for group in optimizer.param_groups:   # cosine decay to 10 %
             group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(step / args.steps * 3.14159)).item()))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            with torch.set_grad_enabled(not args.decoder_only):
-                posterior = vae.encode(images)
+            posterior = vae.encode(images)
             recon = vae.decode(posterior.sample(torch.Generator().manual_seed(step))).float()
         l1 = (foreground_weight(images) * (recon - images).abs()).mean()
         kl = 0.5 * (posterior.mean ** 2 + posterior.std ** 2 - 1 - posterior.logvar).float().mean()
