@@ -1,6 +1,5 @@
 """Start-up: parse flags, choose the device, build the app, launch. No logic of its own."""
 import argparse
-import socket
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from extensions import ExtensionAPI, load_extensions
 from ui.api import create_api
 from ui.app import CSS, build_app
 from ui.model_state import ModelState
+from ui.server import MAX_BODY_BYTES, ServerPolicy, lan_address, served_hosts, serve
 from ui.settings import load_settings
 from ui.studio import Studio
 
@@ -34,6 +34,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                                            "(default: the --auth users)")
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="load .ckpt/.pt files whose pickle can run code (only files you trust)")
+    parser.add_argument("--allowed-hosts", default="",
+                        help="more host names the server answers to (comma-separated), e.g. a name your router "
+                             "gives this machine; '*' turns the check off")
+    parser.add_argument("--cors-allow-origins", default="",
+                        help="other web sites (comma-separated origins, e.g. http://localhost:3000) allowed to call "
+                             "the app and API from a browser; none by default")
+    parser.add_argument("--max-body-size", type=float, default=MAX_BODY_BYTES / 2 ** 20,
+                        help="largest request body in MB (default %(default)g)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     return parser.parse_args(argv)
@@ -59,14 +67,22 @@ def credentials(auth: str | None, auth_file: Path | None) -> list[tuple[str, str
     return pairs
 
 
-def lan_address() -> str:
-    """This machine's address on the local network (no packet is sent), or its hostname."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.254.254.254", 1))
-            return s.getsockname()[0]
-        except OSError:
-            return socket.gethostname()
+def exposure_warnings(args: argparse.Namespace, users: list) -> list[str]:
+    """What to tell a person whose app others can reach without a password."""
+    if users:
+        return []
+    warnings = []
+    if args.listen:
+        warnings.append("Warning: --listen without --auth: anyone on your network can use this app"
+                        + (" and its API." if args.api else "."))
+    if args.share:
+        warnings.append("Warning: --share without --auth: anyone with the public link can use this app"
+                        + (", and the API (/sdapi/v1/...) travels through the tunnel too." if args.api else "."))
+    return warnings
+
+
+def split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def main(argv=None) -> None:
@@ -96,11 +112,13 @@ def main(argv=None) -> None:
         print(f"Extension {name} not loaded: {problem}", file=sys.stderr)
     app = build_app(studio).queue(default_concurrency_limit=None)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
-    if args.listen and not users:
-        print("Warning: --listen without --auth: anyone on your network can use this app.", file=sys.stderr)
+    for warning in exposure_warnings(args, users):
+        print(warning, file=sys.stderr)
+    policy = ServerPolicy(allowed_hosts=served_hosts(args.listen, split_list(args.allowed_hosts)),
+                          cors_origins=tuple(split_list(args.cors_allow_origins)),
+                          max_body_bytes=int(args.max_body_size * 2 ** 20))
     try:
-        server, _, _ = app.launch(server_name=host, server_port=args.port, share=args.share, auth=users or None,
-                                  prevent_thread_lock=True, quiet=True, css=CSS)
+        server = serve(app, host, args.port, policy, share=args.share, auth=users or None, css=CSS)
     except OSError as e:
         raise SystemExit(f"Cannot serve on {host}:{args.port}: {e}. Choose another with --port.") from e
     print(f"Running on http://127.0.0.1:{args.port}")

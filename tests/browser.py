@@ -10,6 +10,7 @@ import pytest
 from engine import Device
 from ui.app import CSS, build_app
 from ui.model_state import ModelState
+from ui.server import ServerPolicy, serve
 from ui.settings import Settings
 from ui.studio import Studio
 
@@ -26,18 +27,19 @@ def free_port() -> int:
 
 
 class RunningApp:
-    """The studio on the starter model (loaded before the first page), saving into `outdir`."""
+    """The studio on the starter model (loaded before the first page), saving into `outdir`, served as
+    webui.py serves it (`serve`, with `policy` as its flags would make it)."""
 
     def __init__(self, outdir: Path, settings_path: Path, settings: Settings | None = None, models: Path = MODELS,
-                 api_users: list[tuple[str, str]] | None = None, api: bool = False):
+                 api_users: list[tuple[str, str]] | None = None, api: bool = False,
+                 policy: ServerPolicy | None = None, auth: list[tuple[str, str]] | None = None):
         self.state = ModelState(models, Device.cpu_fp32())
         status = self.state.load("starter")
         assert status.startswith("Loaded starter"), status
         self.studio = Studio(self.state, settings or Settings(), settings_path, outdir)
         self.app = build_app(self.studio).queue(default_concurrency_limit=None)
         self.port = free_port()
-        server, _, _ = self.app.launch(server_name="127.0.0.1", server_port=self.port, prevent_thread_lock=True,
-                                       quiet=True, css=CSS)
+        server = serve(self.app, "127.0.0.1", self.port, policy or ServerPolicy(), auth=auth, css=CSS)
         if api or api_users:
             from ui.api import create_api
             create_api(server, self.studio, api_users, {"api": True})
