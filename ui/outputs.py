@@ -1,10 +1,17 @@
 """Saving results as A1111 does: outputs/<tab>-images/YYYY-MM-DD/NNNNN-<seed>.png with the infotext inside.
 
-Each file is written to a temporary name in the same folder and linked to its final name, which fails
-instead of overwriting when the name is taken (then the next number is tried): a file is either
-complete or absent, and two writers never clobber each other.
+Each picture is written whole to a temporary file in the same folder, then given its final name in one step
+that never replaces a file already there (when the name is taken the next number is tried), so a picture is
+either complete or absent and two writers never clobber each other:
+
+- by a hard link, which fails on a taken name;
+- where the file system has no hard links (FAT, exFAT, some network shares), by first claiming the name with an
+  exclusive create (O_EXCL) of `NNNNN-<seed>.claim` beside it, then moving the finished file onto the name. Every
+  writer of that name holds its claim first, so the move cannot replace anyone's picture; a writer killed
+  midway leaves a .tmp or .claim file behind, never a half-written .png.
 """
 import datetime
+import errno
 import os
 import re
 import tempfile
@@ -14,6 +21,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 _NUMBERED = re.compile(r"^(\d+)-")
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV,
+                 errno.EINVAL}
 
 
 def next_number(folder: Path) -> int:
@@ -36,9 +45,30 @@ def save_image(image: Image.Image, infotext: str, seed: int, outdir: Path, tab: 
         while True:
             final = folder / f"{number:05d}-{seed}.png"
             try:
-                os.link(tmp, final)          # atomic, and refuses an existing name
+                place(tmp, final)
                 return final
             except FileExistsError:
                 number += 1
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):          # still there unless it was moved into place
+            os.unlink(tmp)
+
+
+def place(tmp: str, final: Path) -> None:
+    """Give the finished file `tmp` the name `final` atomically; FileExistsError when the name is taken."""
+    try:
+        os.link(tmp, final)
+        return
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in NO_HARD_LINKS:
+            raise
+    claim = final.with_suffix(".claim")
+    os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))     # FileExistsError: another writer's
+    try:
+        if final.exists():
+            raise FileExistsError(errno.EEXIST, "taken", str(final))
+        os.replace(tmp, final)
+    finally:
+        os.unlink(claim)
