@@ -46,7 +46,7 @@ def save_checkpoint(path: Path, **state):
 
 
 def load_checkpoint(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def latent_cache(runs: Path) -> tuple:
