@@ -84,7 +84,11 @@ class ModelState:
         return path
 
     def set_vae(self, name: str) -> str:
-        """Choose the VAE by name ("Automatic": each checkpoint's own); applied now and to later loads."""
+        """Choose the VAE by name from the VAE list ("Automatic": each checkpoint's own); applied now and to
+        later loads."""
+        names = self.vae_names()
+        if name not in names:
+            return f"VAE {name} not used: it is not in {self.vae_dir} (have: {', '.join(names)})"
         with self._lock:
             try:
                 path = None if name == AUTOMATIC_VAE else self.resolve(name, self.vae_dir)
