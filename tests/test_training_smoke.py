@@ -264,3 +264,21 @@ def test_lcm_distillation_starts_as_the_teacher_trains_resumes_and_loads(tmp_pat
     result = pipe.generate(GenerationRequest(prompt="a red circle", sampler="LCM", steps=1, cfg_scale=6, width=64,
                                              height=64, seed=1))
     assert result.images[0].size == (64, 64) and "Sampler: LCM" in result.infotexts[0]
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))
+
+
+def test_training_checkpoints_load_with_the_weights_only_loader(tmp_path):
+    import pickle
+
+    from training.common import load_checkpoint, save_checkpoint
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
+    save_checkpoint(tmp_path / "run.pt", model={"w": torch.ones(2)}, optimizer=optimizer.state_dict(), step=7,
+                    prediction_type="epsilon")
+    assert load_checkpoint(tmp_path / "run.pt")["step"] == 7
+    torch.save({"step": RunsCode()}, tmp_path / "planted.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(tmp_path / "planted.pt")
