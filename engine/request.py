@@ -11,6 +11,7 @@ from .sampling import SAMPLERS, SCHEDULES
 INPAINT_AREAS = ("Whole picture", "Only masked")
 MAX_PROMPT_CHARACTERS = 10_000          # about 30 chunks of 77 tokens
 MAX_IMAGE_SIDE = 4096                   # pictures given to img2img, inpaint and ControlNet
+MAX_MASKED_PADDING = 256                # A1111's "Only masked padding" slider
 
 
 class InvalidRequestError(EngineError, ValueError):
@@ -90,6 +91,10 @@ class GenerationRequest:
         require(self.masked_content in MASKED_CONTENT, f"masked content must be one of: {', '.join(MASKED_CONTENT)}")
         require(self.inpaint_area in INPAINT_AREAS, f"inpaint area must be one of: {', '.join(INPAINT_AREAS)}")
         require(0 <= self.mask_blur <= 64, "mask blur must be between 0 and 64")
+        require(0 <= self.masked_padding <= MAX_MASKED_PADDING,
+                f"only-masked padding must be between 0 and {MAX_MASKED_PADDING} pixels, not {self.masked_padding}")
+        require(self.eta is None or 0 <= self.eta <= 1, f"eta must be between 0 and 1, not {self.eta}")
+        require(0 <= self.s_noise <= 1.1, f"sigma noise (s_noise) must be between 0 and 1.1, not {self.s_noise}")
         require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")
         for unit in self.control_units:
             unit.validate(require)

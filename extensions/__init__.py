@@ -10,6 +10,7 @@ in the annotators folder; when one is missing the UI names it instead of running
 """
 import importlib.util
 import logging
+import math
 import sys
 import traceback
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
+MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048     # the processor resolution, as the extension's slider
+MAX_MAP_SIDE = 8192                            # the longest side the short side's scaling may give a map
 CONTROL_MODES = ("canny", "mlsd", "scribble", "softedge", "openpose", "seg", "depth", "normal", "lineart", "shuffle")
 
 
@@ -47,8 +50,31 @@ class Preprocessor:
         return [name for name in self.weights if not (Path(weights_dir) / name).is_file()]
 
 
-class AnnotatorUnavailable(Exception):
+class AnnotatorError(Exception):
+    """A preprocessor cannot run on what it was given; the message says why and what to do."""
+
+
+class AnnotatorUnavailable(AnnotatorError):
     """A preprocessor cannot run: its weights are missing (the message names the files and the folder)."""
+
+
+class AnnotatorInputError(AnnotatorError, ValueError):
+    """A resolution or threshold out of its range, or a picture whose shape would make a map too large."""
+
+
+def check_inputs(p: Preprocessor, image: np.ndarray, resolution: int, a: float | None, b: float | None) -> None:
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise AnnotatorInputError(f"{p.name}: the processor resolution must be between {MIN_RESOLUTION} and "
+                                  f"{MAX_RESOLUTION}, not {resolution}")
+    for slider, value in ((p.threshold_a, a), (p.threshold_b, b)):
+        if slider is not None and value is not None and not (math.isfinite(value)
+                                                             and slider.minimum <= value <= slider.maximum):
+            raise AnnotatorInputError(f"{p.name}: {slider.label} must be between {slider.minimum:g} and "
+                                      f"{slider.maximum:g}, not {value}")
+    h, w = image.shape[:2]
+    if min(h, w) < 1 or max(h, w) * resolution / min(h, w) > MAX_MAP_SIDE:
+        raise AnnotatorInputError(f"{p.name}: a {w}x{h} picture at processor resolution {resolution} would make a "
+                                  f"map over {MAX_MAP_SIDE} pixels long; crop the picture or lower the resolution")
 
 
 class ExtensionAPI:
@@ -84,6 +110,7 @@ class ExtensionAPI:
             raise AnnotatorUnavailable(problem)
         a = threshold_a if threshold_a is not None else (p.threshold_a.value if p.threshold_a else None)
         b = threshold_b if threshold_b is not None else (p.threshold_b.value if p.threshold_b else None)
+        check_inputs(p, image, int(resolution), a, b)
         result = p.run(np.ascontiguousarray(image[..., :3]), int(resolution), a, b, self.weights_dir)
         return np.ascontiguousarray(result.astype(np.uint8))
 

@@ -10,7 +10,7 @@ from PIL import Image
 from engine import EngineError
 from engine.control import CONTROL_MODES, ControlUnit
 from engine.images import RESIZE_MODES
-from extensions import CONTROL_MODES as MODES, AnnotatorUnavailable
+from extensions import CONTROL_MODES as MODES, MAX_RESOLUTION, MIN_RESOLUTION, AnnotatorError
 
 from .generation_form import build_request, prompt_box, sampling_controls
 from .results import results_panel, run_generation
@@ -42,11 +42,12 @@ def slider_args(spec) -> dict:
 
 
 def pixel_perfect_resolution(image: np.ndarray, width: int, height: int, resize_mode: str) -> int:
-    """A1111's pixel-perfect processor resolution: the picture's short side scaled as it will be resized."""
+    """A1111's pixel-perfect processor resolution: the picture's short side scaled as it will be resized
+    (within the resolution's range: a derived value, so it is kept in range rather than refused)."""
     raw_h, raw_w = image.shape[:2]
     k_h, k_w = height / raw_h, width / raw_w
     k = min(k_h, k_w) if resize_mode == "Resize and fill" else max(k_h, k_w)
-    return int(np.round(k * min(raw_h, raw_w)))
+    return min(max(int(np.round(k * min(raw_h, raw_w))), MIN_RESOLUTION), MAX_RESOLUTION)
 
 
 def as_array(value) -> np.ndarray | None:
@@ -188,7 +189,7 @@ def control_map(api, mode, image, name, res, perfect, a, b, width, height, resiz
         res = pixel_perfect_resolution(picture, int(width), int(height), resize)
     try:
         return api.run(name, picture, int(res), a, b), name, int(res)
-    except AnnotatorUnavailable as e:
+    except AnnotatorError as e:
         raise gr.Error(str(e)) from e
 
 

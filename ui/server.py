@@ -25,7 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_BODY_BYTES = 64 * 2 ** 20
-MAX_UPLOAD = "50mb"          # page uploads (Gradio's max_file_size); the API's pictures have the same cap
+MAX_UPLOAD = "45mb"          # page uploads (Gradio's max_file_size); the API's pictures have the same cap
 LOGIN_PATHS = ("/login", "/login/")
 
 

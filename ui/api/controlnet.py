@@ -8,13 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine import EngineError
 from engine.control import CONTROL_MODES as UNIT_CONTROL_MODES
 from engine.control import ControlUnit
-from extensions import CONTROL_MODES, AnnotatorUnavailable
+from extensions import CONTROL_MODES, MAX_RESOLUTION, MIN_RESOLUTION, AnnotatorError
 
 from ..controlnet import DEFAULT_PREPROCESSOR, RESIZE_LABELS, models_for, pixel_perfect_resolution
 from ..studio import Studio
 from .convert import PayloadError, decode_image, encode_image, pick_name
 from .schemas import Int
 
+MAX_UNITS = 10                 # the extension's largest "Multi-ControlNet" unit count
+MAX_DETECT_IMAGES = 8
+DEFAULT_RESOLUTION = 512
 RESIZE_BY_LABEL = {label.lower(): mode for mode, label in RESIZE_LABELS.items()}
 RESIZE_BY_NUMBER = list(RESIZE_LABELS)                              # 0 just resize, 1 crop, 2 fill
 ALIASES = {"depth": "depth_midas", "hed": "softedge_hed", "pidinet": "softedge_pidinet", "normal_map": "normal_midas",
@@ -47,7 +50,7 @@ class ControlNetUnitPayload(BaseModel):
 
 class DetectPayload(BaseModel):
     controlnet_module: str = "none"
-    controlnet_input_images: list[str] = Field(default_factory=list)
+    controlnet_input_images: list[str] = Field(default_factory=list, max_length=MAX_DETECT_IMAGES)
     controlnet_processor_res: Int = 512
     controlnet_threshold_a: float = -1
     controlnet_threshold_b: float = -1
@@ -83,8 +86,19 @@ def detect_map(studio: Studio, module: str, image: np.ndarray, resolution: int, 
         return image
     try:
         return studio.annotators.run(module, image, resolution, None if a < 0 else a, None if b < 0 else b)
-    except AnnotatorUnavailable as e:
+    except AnnotatorError as e:
         raise PayloadError(str(e)) from e
+
+
+def processor_resolution(value: int, field: str, negative_is_default: bool) -> int:
+    """A unit's negative processor_res means the default 512, as the extension's check_unit has it; /detect
+    passes its value straight on in the extension, so there a negative one is refused like any out of range."""
+    if value < 0 and negative_is_default:
+        return DEFAULT_RESOLUTION
+    if not MIN_RESOLUTION <= value <= MAX_RESOLUTION:
+        raise PayloadError(f"{field}: the processor resolution must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}"
+                           + (" (or negative for the default 512)" if negative_is_default else "") + f", not {value}")
+    return value
 
 
 def control_units(studio: Studio, script: dict | None, width: int, height: int) -> list[ControlUnit]:
@@ -94,6 +108,8 @@ def control_units(studio: Studio, script: dict | None, width: int, height: int) 
     args = script.get("args") if isinstance(script, dict) else None
     if not isinstance(args, list):
         raise PayloadError('alwayson_scripts.controlnet: expected {"args": [unit, ...]}')
+    if len(args) > MAX_UNITS:
+        raise PayloadError(f"alwayson_scripts.controlnet: at most {MAX_UNITS} units, not {len(args)}")
     units = []
     for i, raw in enumerate(args):
         unit = ControlNetUnitPayload.model_validate(raw)
@@ -109,7 +125,7 @@ def control_units(studio: Studio, script: dict | None, width: int, height: int) 
         control_mode = _option(unit.control_mode, list(UNIT_CONTROL_MODES),
                                {m.lower(): m for m in UNIT_CONTROL_MODES}, "control_mode")
         module = module_name(studio, unit.module)
-        resolution = unit.processor_res if unit.processor_res > 0 else 512
+        resolution = processor_resolution(unit.processor_res, f"controlnet unit {i} processor_res", True)
         if unit.pixel_perfect:
             resolution = pixel_perfect_resolution(picture, width, height, resize)
         control = detect_map(studio, module, picture, resolution, unit.threshold_a, unit.threshold_b)
@@ -172,7 +188,8 @@ def controlnet_router(studio: Studio, dependencies: list, route_class) -> APIRou
         images = []
         for i, data in enumerate(payload.controlnet_input_images):
             picture = np.asarray(decode_image(data, f"controlnet_input_images[{i}]").convert("RGB"))
-            found = detect_map(studio, module, picture, payload.controlnet_processor_res,
+            resolution = processor_resolution(payload.controlnet_processor_res, "controlnet_processor_res", False)
+            found = detect_map(studio, module, picture, resolution,
                                payload.controlnet_threshold_a, payload.controlnet_threshold_b)
             images.append(encode_image(Image.fromarray(found.astype(np.uint8))))
         return {"images": images, "info": "Success"}

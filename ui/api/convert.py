@@ -16,7 +16,7 @@ from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 from .schemas import GenerationPayload, Img2ImgPayload
 
 
-MAX_PICTURE_BYTES = 50 * 1024 * 1024
+MAX_PICTURE_BYTES = 45 * 1024 * 1024        # 60 MB in base64: one fits within the request body limit (64 MB)
 
 
 class PayloadError(ValueError):

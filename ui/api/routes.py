@@ -9,6 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
+import cv2
 import torch
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
@@ -30,19 +31,25 @@ from ..outputs import save_image
 from ..studio import Studio
 from .controlnet import control_units, controlnet_router
 from .convert import PayloadError, decode_image, encode_image, info_json, pick_name, to_request
+from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
+from .unused import refuse_missing_scripts, unused_field_warnings
 
 PREFIX = "/sdapi/v1"
+APP_DIR = Path(__file__).resolve().parents[2]
 
 
 def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None = None,
                flags: dict | None = None) -> None:
     """Add A1111's routes to `app`; with `users`, every route asks for HTTP Basic credentials."""
+    shown = ShownPaths(studio.state.models_dir, studio.outdir, APP_DIR)
+    route_class = unprocessable_route(shown)
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(basic_auth(users))] if users else [],
-                       route_class=UnprocessableRoute)
+                       route_class=route_class)
     state, jobs = studio.state, studio.jobs
 
     def generate(payload, tab: str) -> dict:
+        refuse_missing_scripts(payload)
         overrides = payload.override_settings or {}
         checkpoint = overrides.get("sd_model_checkpoint")
         checkpoint = checkpoint_name(studio, checkpoint) if checkpoint else None
@@ -58,13 +65,13 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
         result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
                                                       checkpoint))
-        warnings = []
+        warnings = unused_field_warnings(payload)
         if payload.save_images:
             try:
                 for image, text, seed in zip(result.images, result.infotexts, result.seeds):
                     save_image(image, text, seed, studio.outdir, tab)
             except OSError as e:     # the pictures still go back to the client
-                warnings.append(f"Could not save to {studio.outdir}: {e.strerror or e}")
+                warnings.append(f"Could not save to {shown.path(studio.outdir)}: {e.strerror or e}")
         hidden = set() if getattr(payload, "include_init_images", False) else {"init_images", "mask"}
         parameters = {k: v for k, v in payload.model_dump().items()     # A1111's fields only, as it answers
                       if k in type(payload).model_fields and k not in hidden}
@@ -115,7 +122,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
             is_loaded = loaded is not None and loaded.source.resolve() == path
             short = loaded.model_hash if is_loaded else None
             models.append({"title": f"{name} [{short}]" if short else name, "model_name": Path(name).stem,
-                           "hash": short, "sha256": None, "filename": str(path), "config": None})
+                           "hash": short, "sha256": None, "filename": shown.path(path), "config": None})
         return models
 
     @router.post("/refresh-checkpoints")
@@ -134,12 +141,12 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
     @router.get("/sd-vae")
     def sd_vae():
-        return [{"model_name": name, "filename": str(state.vae_dir / name)} for name in state.vae_names()
+        return [{"model_name": name, "filename": shown.path(state.vae_dir / name)} for name in state.vae_names()
                 if name != AUTOMATIC_VAE]
 
     @router.get("/loras")
     def loras():
-        return [{"name": name, "alias": name, "path": str(path), "metadata": {}}
+        return [{"name": name, "alias": name, "path": shown.path(path), "metadata": {}}
                 for name, path in ((p.stem, p) for p in lora_paths(studio))]
 
     @router.post("/refresh-loras")
@@ -148,16 +155,17 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
     @router.get("/options")
     def get_options():
-        return current_options(studio)
+        return current_options(studio, shown)
 
     @router.post("/options")
     def set_options(options: dict):
-        apply_options(studio, options)
-        return None
+        ignored = apply_options(studio, options)
+        return {"warnings": [f"{key}: not a setting this app changes; ignored" for key in ignored]} if ignored else None
 
     @router.get("/cmd-flags")
     def cmd_flags():
-        return flags or {}
+        return {k: shown.path(v) if isinstance(v, Path) or (isinstance(v, str) and os.path.isabs(v)) else v
+                for k, v in (flags or {}).items()}
 
     @router.get("/memory")
     def memory():
@@ -173,7 +181,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         return {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}
 
     app.include_router(router)
-    app.include_router(controlnet_router(studio, router.dependencies, UnprocessableRoute))
+    app.include_router(controlnet_router(studio, router.dependencies, route_class))
     docs = APIRouter(dependencies=router.dependencies)
     schema = functools.cache(lambda: get_openapi(title="Stable Diffusion studio: AUTOMATIC1111-compatible API",
                                                  version=__version__, routes=router.routes))
@@ -202,9 +210,23 @@ def docs_page(schema: dict) -> str:
             "<tr><th>method</th><th>path</th><th>body fields (defaults)</th></tr>" + "".join(rows) + "</table>")
 
 
+def unprocessable_route(shown: ShownPaths) -> type[APIRoute]:
+    class Route(UnprocessableRoute):
+        shown_paths = shown
+    return Route
+
+
+def out_of_memory(e: Exception) -> bool:
+    """torch's and Python's, and OpenCV's allocation failure (its error -4, "Insufficient memory")."""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(e, cv2.error) and ("Insufficient memory" in str(e) or "Failed to allocate" in str(e)))
+
+
 class UnprocessableRoute(APIRoute):
     """Errors a client's input causes (PayloadError, the engine's own errors) answer 422 with the sentence
-    that says what is wrong. Added to a running server, so the handling lives in the route, not the app."""
+    that says what is wrong; running out of memory answers 507. Added to a running server, so the handling
+    lives in the route, not the app. Messages show paths as `shown_paths` does."""
+    shown_paths = ShownPaths(Path("models"), Path("outputs"))
 
     def get_route_handler(self):
         handler = super().get_route_handler()
@@ -220,8 +242,11 @@ class UnprocessableRoute(APIRoute):
                 return JSONResponse(status_code=422, content={"error": "RequestValidationError", "detail": detail,
                                                               "errors": problems})
             except (PayloadError, EngineError, ValueError) as e:
-                return JSONResponse(status_code=422, content={"error": type(e).__name__, "detail": str(e)})
-            except (torch.OutOfMemoryError, MemoryError):
+                return JSONResponse(status_code=422, content={"error": type(e).__name__,
+                                                              "detail": self.shown_paths.text(str(e))})
+            except Exception as e:
+                if not out_of_memory(e):
+                    raise
                 return JSONResponse(status_code=507, content={
                     "error": "OutOfMemory", "detail": "Not enough memory for this request: ask for a smaller size "
                                                       "or batch. The server goes on serving."})
@@ -264,19 +289,23 @@ def checkpoint_name(studio: Studio, wanted: str) -> str:
                        f"(have: {', '.join(names) or 'none'})")
 
 
-def current_options(studio: Studio) -> dict:
+def current_options(studio: Studio, shown: ShownPaths) -> dict:
     s, pipe = studio.settings, studio.state.pipeline
     title = None
     if pipe is not None:
         title = f"{pipe.name} [{pipe.model_hash}]" if pipe.model_hash else pipe.name
     return {"sd_model_checkpoint": title, "sd_vae": s.vae, "CLIP_stop_at_last_layers": s.clip_skip,
-            "samples_save": s.save_outputs, "outdir_samples": str(studio.outdir),
+            "samples_save": s.save_outputs, "outdir_samples": shown.path(studio.outdir),
             "live_previews_enable": s.preview_method != "None", "show_progress_every_n_steps": s.preview_every,
             "sd_checkpoint_hash": pipe.model_hash if pipe is not None else None}
 
 
-def apply_options(studio: Studio, options: dict) -> None:
-    """Set what this app has of A1111's options; a checkpoint name loads that model (a 422 if it cannot)."""
+SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_save")
+
+
+def apply_options(studio: Studio, options: dict) -> list[str]:
+    """Set what this app has of A1111's options; a checkpoint name loads that model (a 422 if it cannot).
+    Returns the keys it has no such option for (answered as warnings)."""
     s = studio.settings
     if "sd_model_checkpoint" in options:
         name = checkpoint_name(studio, str(options["sd_model_checkpoint"]))
@@ -285,19 +314,26 @@ def apply_options(studio: Studio, options: dict) -> None:
             raise PayloadError(f"sd_model_checkpoint: {status}")
     if "sd_vae" in options:
         name = str(options["sd_vae"])
-        name = AUTOMATIC_VAE if name in ("Automatic", "None", "") else name
+        name = AUTOMATIC_VAE if name in ("Automatic", "None", "") else (pick_name(name, studio.state.vae_names())
+                                                                        or name)
         message = studio.state.set_vae(name)
         if "not used" in message:
             raise PayloadError(f"sd_vae: {message}")
         s.vae = name
     if "CLIP_stop_at_last_layers" in options:
-        value = int(options["CLIP_stop_at_last_layers"])
-        if not 1 <= value <= 12:
-            raise PayloadError("CLIP_stop_at_last_layers: between 1 and 12")
-        s.clip_skip = value
+        value = options["CLIP_stop_at_last_layers"]
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 12 \
+                or value != int(value):
+            raise PayloadError(f"CLIP_stop_at_last_layers: a whole number from 1 to 12, not {value!r}")
+        s.clip_skip = int(value)
     if "samples_save" in options:
-        s.save_outputs = bool(options["samples_save"])
+        if not isinstance(options["samples_save"], bool):
+            raise PayloadError(f"samples_save: true or false, not {options['samples_save']!r}")
+        s.save_outputs = options["samples_save"]
     studio.save_settings()
+    return [key for key in options if key not in SETTABLE_OPTIONS]
 
 
 def memory_report() -> dict:

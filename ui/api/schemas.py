@@ -1,6 +1,6 @@
 """Request bodies of AUTOMATIC1111's API: the same field names and defaults, so existing clients send what
-they always send. Fields this app has no use for (restore_faces, tiling, hires fix, refiner, styles, ...) are
-accepted and ignored, as A1111 ignores what its scripts do not read."""
+they always send. Fields this app has no use for yet (restore_faces, tiling, hires fix, refiner, styles, ...)
+are accepted, and named in the answer's `info["warnings"]` when they ask for something (see unused.py)."""
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,7 +49,7 @@ class Txt2ImgPayload(GenerationPayload):
 
 
 class Img2ImgPayload(GenerationPayload):
-    init_images: list[str] = Field(default_factory=list)
+    init_images: list[str] = Field(default_factory=list, max_length=8)
     resize_mode: Int = 0
     denoising_strength: float = 0.75
     image_cfg_scale: float | None = None

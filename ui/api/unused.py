@@ -1,0 +1,64 @@
+"""A1111 fields this app accepts but does not act on: each one set to something other than "off" is named in
+`info["warnings"]`, so a client learns its request was not carried out in full; scripts it does not have are
+refused as A1111 refuses them. Clients such as webuiapi send every field with its default, which says nothing."""
+import math
+
+from .convert import PayloadError
+from .schemas import GenerationPayload, Img2ImgPayload
+
+OFF = {   # field -> the values that ask for nothing
+    "styles": (None, []), "seed_resize_from_h": (None, -1, 0), "seed_resize_from_w": (None, -1, 0),
+    "restore_faces": (None, False), "tiling": (None, False), "enable_hr": (None, False),
+    "s_churn": (None, 0), "s_tmin": (None, 0), "s_tmax": (None, 0, math.inf), "s_min_uncond": (None, 0),
+    "refiner_checkpoint": (None, "", "None"), "refiner_switch_at": (None, 0, 1),
+    "disable_extra_networks": (None, False), "initial_noise_multiplier": (None, 1),
+    "latent_mask": (None, ""), "override_settings_restore_afterwards": (None, True),
+}
+WHY = {
+    "styles": "there are no saved styles yet; put the style's text into the prompt",
+    "enable_hr": "hires fix is not available yet; the picture is made at width x height",
+    "restore_faces": "there is no face restoration", "tiling": "tiling is not available",
+    "override_settings_restore_afterwards": "overrides always apply to this request only",
+}
+ANY_VALUE = {   # more A1111 fields: they matter only with a feature warned about above, or ask for nothing
+    "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_checkpoint_name",
+    "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt", "firstphase_width", "firstphase_height",
+    "comments", "force_task_id", "infotext", "mask_round",
+}
+SETTINGS_USED = {"sd_model_checkpoint", "CLIP_stop_at_last_layers"}
+ALWAYSON_SCRIPTS = {"controlnet"}
+MAX_SCRIPT_ARGS = 64
+
+
+def refuse_missing_scripts(payload: GenerationPayload) -> None:
+    """A1111 answers 422 for a script it does not have; so does this app, which has no selectable scripts yet."""
+    if payload.script_name:
+        raise PayloadError(f"script_name: no script {payload.script_name!r} here (this app has no selectable "
+                           "scripts yet; alwayson_scripts.controlnet is served)")
+    if len(payload.script_args or []) > MAX_SCRIPT_ARGS:
+        raise PayloadError(f"script_args: at most {MAX_SCRIPT_ARGS} values")
+    for name in payload.alwayson_scripts or {}:
+        if str(name).lower() not in ALWAYSON_SCRIPTS:
+            raise PayloadError(f"alwayson_scripts: always-on script {name!r} not found (served: controlnet)")
+
+
+def unused_field_warnings(payload: GenerationPayload) -> list[str]:
+    values = {**{k: getattr(payload, k) for k in type(payload).model_fields}, **(payload.model_extra or {})}
+    warnings = []
+    for name, value in values.items():
+        if name in OFF:
+            if not any(_same(value, off) for off in OFF[name]):
+                warnings.append(f"{name}: ignored ({WHY.get(name, 'not available in this app')})")
+        elif name not in type(payload).model_fields and name not in ANY_VALUE:
+            warnings.append(f"{name}: not a field of the API; ignored")
+    for key in payload.override_settings or {}:
+        if key not in SETTINGS_USED:
+            warnings.append(f"override_settings.{key}: ignored (settings applied per request: "
+                            f"{', '.join(sorted(SETTINGS_USED))})")
+    if isinstance(payload, Img2ImgPayload) and len(payload.init_images) > 1:
+        warnings.append(f"init_images: only the first of {len(payload.init_images)} pictures is used")
+    return warnings
+
+
+def _same(value, off) -> bool:
+    return type(value) is type(off) and value == off if isinstance(off, (bool, list)) else value == off
