@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     print(f"Running on http://127.0.0.1:{args.port}")
     if args.api:
         create_api(server, studio, credentials(args.api_auth, None) or users or None,
-                   {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if "auth" not in k})
+                   {k: v for k, v in vars(args).items() if "auth" not in k})
         print(f"API: http://127.0.0.1:{args.port}/sdapi/v1/ (docs at /docs)")
     if args.listen:
         print(f"Share on your network: http://{lan_address()}:{args.port}")
