@@ -58,7 +58,7 @@ class ControlNetModel(nn.Module):
         self.config = config
         cfg = config.unet
         channels = cfg.block_out_channels
-        heads = cfg.heads_per_block()
+        heads, depths = cfg.heads_per_block(), cfg.depths_down()
         temb_ch = channels[0] * 4
         layers = cfg.layers_per_block
 
@@ -72,10 +72,10 @@ class ControlNetModel(nn.Module):
         for i, kind in enumerate(cfg.down_block_types):
             last = i == len(channels) - 1
             self.down_blocks.append(DownBlock(channels[max(i - 1, 0)], channels[i], temb_ch, layers, not last,
-                                              heads[i] if kind == CROSS_DOWN else None, cfg))
+                                              heads[i] if kind == CROSS_DOWN else None, depths[i], cfg))
             for _ in range(layers + (0 if last else 1)):
                 self.controlnet_down_blocks.append(Conv2d(channels[i], channels[i], 1))
-        self.mid_block = MidBlock(channels[-1], temb_ch, heads[-1], cfg)
+        self.mid_block = MidBlock(channels[-1], temb_ch, heads[-1], depths[-1], cfg)
         self.controlnet_mid_block = Conv2d(channels[-1], channels[-1], 1)
 
     @property
