@@ -83,3 +83,76 @@ def test_full_size_sdxl_unets_have_diffusers_parameters_exactly(config):
         ref = diffusers.UNet2DConditionModel(**config)
         ours = UNet2DConditionModel(UNetConfig.from_dict(dict(ref.config)))
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+
+
+# the text towers: OpenAI CLIP ViT-L/14 (SD1.5's, tested in test_models_parity) and OpenCLIP ViT-bigG/14
+BIGG_TEXT = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                 num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
+SGM_BIGG_PREFIX = "conditioner.embedders.1.model."
+
+
+def prompt_ids(batch=2, length=77):
+    torch.manual_seed(4)
+    ids = torch.randint(0, 49406, (batch, length))
+    ids[:, 0], ids[0, 9:], ids[1, 30:] = 49406, 49407, 49407      # end-of-text at different places
+    return ids
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_full_size_bigg_text_encoder_matches_transformers_with_projection():
+    import transformers
+    from engine.models import CLIPTextConfig, CLIPTextModel
+    torch.manual_seed(0)
+    ref = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**BIGG_TEXT)).eval()
+    config = CLIPTextConfig.from_dict(ref.config.to_dict(), with_projection=True)
+    with torch.device("meta"):
+        ours = CLIPTextModel(config)
+    ours.load_state_dict({k.removeprefix("text_model."): v for k, v in ref.state_dict().items()}, strict=True,
+                         assign=True)
+    ids = prompt_ids()
+    expected = ref(ids, output_hidden_states=True)
+    got = ours(ids)
+    assert relative_error(got.text_embeds, expected.text_embeds) <= TOLERANCE
+    penultimate = expected.hidden_states[-2]                            # SDXL's context: no final layer norm
+    assert relative_error(ours.encode(ids, clip_skip=2, final_norm=False), penultimate) <= TOLERANCE
+    assert relative_error(got.last_hidden_state, expected.last_hidden_state) <= TOLERANCE
+
+
+def test_a_projection_dim_alone_does_not_make_a_text_projection():
+    """transformers writes projection_dim into every CLIPTextConfig; SD1.5's text encoder has none."""
+    from engine.models import CLIPTextConfig
+    assert CLIPTextConfig.from_dict({"hidden_size": 768, "projection_dim": 768}).projection_dim is None
+    assert CLIPTextConfig.from_dict({"hidden_size": 1280, "projection_dim": 1280}, True).projection_dim == 1280
+
+
+@torch.no_grad()
+def test_openclip_bigg_layout_in_an_sgm_file_matches_open_clip(tmp_path):
+    """The fused in_proj attention and the bare text_projection matrix of OpenCLIP's own TextTransformer,
+    read from an SGM / A1111 single file's conditioner.embedders.1.model.* keys."""
+    from open_clip.transformer import TextTransformer
+    from safetensors.torch import save_file
+
+    from engine.loading import detect
+    from engine.loading.assembly import assemble
+    from engine.loading.single_file import clip_fetch
+    from engine.loading.tensor_files import open_tensors
+    from engine.models import CLIPTextConfig, CLIPTextModel
+    torch.manual_seed(0)
+    ref = TextTransformer(context_length=77, vocab_size=49408, width=128, heads=2, layers=4, output_dim=96,
+                          act_layer=torch.nn.GELU).eval()
+    save_file({SGM_BIGG_PREFIX + k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "sgm.safetensors")
+    source = open_tensors(tmp_path / "sgm.safetensors")
+    config = detect.open_clip_config(source, SGM_BIGG_PREFIX, keep_last_layer=True)
+    assert config["num_hidden_layers"] == 4 and config["projection_dim"] == 96
+    ours = assemble(CLIPTextModel, CLIPTextConfig.from_dict(config, with_projection=True),
+                    clip_fetch(source, SGM_BIGG_PREFIX, open_clip=True), "bigG", torch.float32, torch.device("cpu"))
+    captured = {}
+    ref.transformer.resblocks[-2].register_forward_hook(lambda m, i, out: captured.setdefault("penultimate", out))
+    ids = prompt_ids()
+    pooled = ref(ids)
+    penultimate = captured["penultimate"]
+    if penultimate.shape[0] != ids.shape[0]:        # sequence-first builds of open_clip
+        penultimate = penultimate.transpose(0, 1)
+    assert relative_error(ours(ids).text_embeds, pooled) <= TOLERANCE
+    assert relative_error(ours.encode(ids, clip_skip=2, final_norm=False), penultimate) <= TOLERANCE

@@ -127,21 +127,30 @@ def vae_config(source: TensorSource, prefix: str = VAE_PREFIX, scaling_factor: f
     }
 
 
+def open_clip_config(source: TensorSource, p: str, keep_last_layer: bool) -> dict:
+    """transformers CLIPTextConfig of an OpenCLIP text tower under prefix `p`. SD2 conditions on the
+    penultimate layer, and diffusers drops the last (`keep_last_layer=False`); SDXL's bigG keeps it, as its
+    pooled output comes from it, with `projection_dim` for the text projection."""
+    width = source.shape(p + "token_embedding.weight")[1]
+    layers = len(_indices(source, re.escape(p) + r"transformer\.resblocks\.(\d+)\."))
+    config = {
+        "vocab_size": source.shape(p + "token_embedding.weight")[0],
+        "hidden_size": width,
+        "intermediate_size": source.shape(p + "transformer.resblocks.0.mlp.c_fc.weight")[0],
+        "num_hidden_layers": layers if keep_last_layer else layers - 1,
+        "num_attention_heads": width // 64,
+        "max_position_embeddings": source.shape(p + "positional_embedding")[0],
+        "hidden_act": "gelu",
+    }
+    if keep_last_layer and p + "text_projection" in source:
+        config["projection_dim"] = source.shape(p + "text_projection")[1]
+    return config
+
+
 def clip_config(source: TensorSource) -> tuple[dict, str]:
     """transformers CLIPTextConfig of the checkpoint's text encoder and its key prefix."""
     if OPEN_CLIP_PREFIX + "token_embedding.weight" in source:
-        p = OPEN_CLIP_PREFIX
-        width = source.shape(p + "token_embedding.weight")[1]
-        layers = len(_indices(source, re.escape(p) + r"transformer\.resblocks\.(\d+)\."))
-        return {
-            "vocab_size": source.shape(p + "token_embedding.weight")[0],
-            "hidden_size": width,
-            "intermediate_size": source.shape(p + "transformer.resblocks.0.mlp.c_fc.weight")[0],
-            "num_hidden_layers": layers - 1,   # SD2 conditions on the penultimate layer; diffusers drops the last
-            "num_attention_heads": width // 64,
-            "max_position_embeddings": source.shape(p + "positional_embedding")[0],
-            "hidden_act": "gelu",
-        }, p
+        return open_clip_config(source, OPEN_CLIP_PREFIX, keep_last_layer=False), OPEN_CLIP_PREFIX
     for p in (CLIP_PREFIX + "text_model.", CLIP_PREFIX):
         if p + "embeddings.token_embedding.weight" in source:
             width = source.shape(p + "embeddings.token_embedding.weight")[1]

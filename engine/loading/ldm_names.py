@@ -76,8 +76,11 @@ def vae_key(key: str, levels: int) -> str:
     return f"{coder}.{ldm_side}.{level}.{'downsample' if m[1] == 'down' else 'upsample'}.{m[5]}"
 
 
-def open_clip_key(key: str) -> tuple[str, int | None]:
-    """transformers CLIPTextModel key -> (OpenCLIP key, which third of a fused q/k/v tensor or None)."""
+def open_clip_key(key: str) -> tuple[str, int | str | None]:
+    """transformers CLIPTextModel key -> (OpenCLIP key, which third of a fused q/k/v tensor, or "T": the
+    transpose (OpenCLIP's text_projection is a bare matrix used as x @ P), or None: the tensor as it is)."""
+    if key == "text_projection.weight":
+        return "text_projection", "T"
     fixed = {"embeddings.token_embedding.weight": "token_embedding.weight",
              "embeddings.position_embedding.weight": "positional_embedding",
              "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}

@@ -40,16 +40,19 @@ def vae_fetch(source: TensorSource, config: VAEConfig, prefix: str):
     return fetch
 
 
-def _clip_fetch(source: TensorSource, prefix: str):
-    if prefix != OPEN_CLIP_PREFIX:
+def clip_fetch(source: TensorSource, prefix: str, open_clip: bool):
+    """The text encoder's tensors under `prefix`: transformers names as they are, or OpenCLIP's converted."""
+    if not open_clip:
         return lambda name: source.get(prefix + name) if prefix + name in source else None
 
     def fetch(name):
-        key, third = open_clip_key(name)
+        key, part = open_clip_key(name)
         if prefix + key not in source:
             return None
         tensor = source.get(prefix + key)
-        return tensor if third is None else tensor.chunk(3, dim=0)[third]
+        if part == "T":
+            return tensor.T.contiguous()
+        return tensor if part is None else tensor.chunk(3, dim=0)[part]
     return fetch
 
 
@@ -73,8 +76,8 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
 
     clip_dict, clip_prefix = detect.clip_config(source)
     clip_cfg = CLIPTextConfig.from_dict(clip_dict)
-    text_encoder = assemble(CLIPTextModel, clip_cfg, _clip_fetch(source, clip_prefix), f"{path.name} text encoder",
-                            dtype, device, source.fresh)
+    text_encoder = assemble(CLIPTextModel, clip_cfg, clip_fetch(source, clip_prefix, clip_prefix == OPEN_CLIP_PREFIX),
+                            f"{path.name} text encoder", dtype, device, source.fresh)
 
     if prediction_type is None:
         prediction_type = "v_prediction" if params.get("parameterization") == "v" else "epsilon"

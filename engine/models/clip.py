@@ -1,8 +1,10 @@
 """CLIP text transformer (Radford et al. 2021): the prompt encoder of Stable Diffusion.
 
 SD1.x uses OpenAI's ViT-L/14 text tower (12 layers, width 768, quick_gelu); SD2.x uses OpenCLIP's
-ViT-H tower (width 1024, gelu) with its last layer dropped, as diffusers stores it. Parameter names
-follow transformers' CLIPTextModel; every layer's hidden state is returned for "clip skip".
+ViT-H tower (width 1024, gelu) with its last layer dropped, as diffusers stores it. SDXL uses ViT-L/14 and
+OpenCLIP's ViT-bigG/14 (32 layers, width 1280) side by side; bigG's pooled output (the final layer norm at
+the end-of-text token) goes through its `text_projection`, as transformers' CLIPTextModelWithProjection.
+Parameter names follow transformers; every layer's hidden state is returned for "clip skip".
 """
 from dataclasses import dataclass, fields
 from typing import NamedTuple
@@ -26,16 +28,24 @@ class CLIPTextConfig:
     max_position_embeddings: int = 77
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
+    projection_dim: int | None = None     # set: a text_projection of the pooled output (SDXL's bigG)
 
     @classmethod
-    def from_dict(cls, config: dict) -> "CLIPTextConfig":
+    def from_dict(cls, config: dict, with_projection: bool = False) -> "CLIPTextConfig":
+        """`with_projection`: the model has a text projection. transformers writes a projection_dim into
+        every CLIPTextConfig, used or not, so whether there is one comes from the caller (the file's
+        architecture or tensors), never from that number alone."""
         config = config.get("text_config", config)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in config.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"projection_dim"}
+        values = {k: v for k, v in config.items() if k in known}
+        if with_projection:
+            values["projection_dim"] = config.get("projection_dim") or config["hidden_size"]
+        return cls(**values)
 
 class TextEncoderOutput(NamedTuple):
     last_hidden_state: torch.Tensor            # final layer, after the final layer norm
     hidden_states: tuple[torch.Tensor, ...]    # embeddings, then each layer's output (before the final norm)
+    text_embeds: torch.Tensor | None = None    # the pooled, projected output (models with a text projection)
 
 class CLIPAttention(nn.Module):
     def __init__(self, dim: int, heads: int):
@@ -96,6 +106,8 @@ class CLIPTextModel(nn.Module):
         self.embeddings = CLIPEmbeddings(config)
         self.encoder = CLIPEncoder(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        if config.projection_dim:
+            self.text_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -107,11 +119,17 @@ class CLIPTextModel(nn.Module):
         for layer in self.encoder.layers:
             x = layer(x)
             hidden_states.append(x)
-        return TextEncoderOutput(self.final_layer_norm(x), tuple(hidden_states))
+        last = self.final_layer_norm(x)
+        pooled = None
+        if self.config.projection_dim:     # at the end-of-text token: the highest id, as CLIP and OpenCLIP pool
+            pooled = self.text_projection(last[torch.arange(len(last)), input_ids.argmax(dim=-1)])
+        return TextEncoderOutput(last, tuple(hidden_states), pooled)
 
-    def encode(self, input_ids: torch.Tensor, clip_skip: int = 1) -> torch.Tensor:
-        """Prompt embeddings as A1111 takes them: layer -clip_skip, then the final layer norm."""
+    def encode(self, input_ids: torch.Tensor, clip_skip: int = 1, final_norm: bool = True) -> torch.Tensor:
+        """Prompt embeddings as A1111 takes them: layer -clip_skip, then the final layer norm (SD1.x / SD2.x).
+        SDXL's embedders take the layer as it is (`final_norm=False`)."""
         out = self(input_ids)
         if clip_skip <= 1:
-            return out.last_hidden_state
-        return self.final_layer_norm(out.hidden_states[-clip_skip])
+            return out.last_hidden_state if final_norm else out.hidden_states[-1]
+        hidden = out.hidden_states[-clip_skip]
+        return self.final_layer_norm(hidden) if final_norm else hidden
