@@ -17,14 +17,14 @@ import torch
 from . import images
 from .control import Control
 from .devices import Device
-from .errors import NumericalError
+from .errors import EngineError, NumericalError
 from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
 from .loading import load_components, load_vae
 from .loading.catalog import CHECKPOINT_SUFFIXES
 from .loras import PromptLoras
 from .preview import fit_latent_rgb
-from .prompts import PromptEncoder
+from .prompts import PromptEncoder, TextTower
 from .request import GenerationRequest, GenerationResult
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
 from .sampling import resolve_schedule
@@ -36,6 +36,7 @@ from .version import __version__
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, torch.Tensor], None]   # (steps done, steps in the job, current x_0 estimate)
+REFINER_SCORE, REFINER_NEGATIVE_SCORE = 6.0, 2.5       # A1111: sdxl_refiner_high_ and _low_aesthetic_score
 
 
 class Interrupted(Exception):
@@ -48,13 +49,14 @@ class Skipped(Exception):
 
 class Pipeline:
     def __init__(self, unet, vae, text_encoder, tokenizer: CLIPTokenizer, prediction_type: str, device: Device,
-                 source: Path, zero_terminal_snr: bool = False):
+                 source: Path, zero_terminal_snr: bool = False, second_text: TextTower | None = None):
+        """`second_text`: SDXL's OpenCLIP bigG tower beside `text_encoder` (CLIP ViT-L)."""
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.prediction_type, self.device, self.source = prediction_type, device, Path(source)
         self.vae_name: str | None = None
         self._own_vae = vae
         self.schedule = DiscreteSchedule(zero_terminal_snr=zero_terminal_snr)
-        self.prompts = PromptEncoder(text_encoder, tokenizer)
+        self.prompts = PromptEncoder(text_encoder, tokenizer, second=second_text, sdxl=unet.config.is_sdxl)
         self.loras = PromptLoras(unet, text_encoder)   # set .loras.folder to models/Lora to use <lora:...> tags
 
     # ------------------------------------------------------------------ the model
@@ -65,6 +67,8 @@ class Pipeline:
     @property
     def family(self) -> str:
         context = self.unet.config.cross_attention_dim
+        if self.unet.config.is_sdxl:
+            return "SDXL refiner" if self.is_refiner else "SDXL"
         return {768: "SD1.x", 1024: "SD2.x"}.get(context, f"SD-family (context {context})")
 
     @property
@@ -146,9 +150,11 @@ class Pipeline:
         prompt, lora_fields, text_encoder_changed = self.loras.apply(req.prompt)
         if text_encoder_changed:
             self.prompts.clear()
-        cond = self.prompts(prompt, req.clip_skip)
+        if self.unet.config.is_sdxl and req.control_units:
+            raise EngineError("ControlNet with SDXL checkpoints is not available yet")
+        cond = self.prompts.encode(prompt, req.clip_skip)
         two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
-        uncond = self.prompts(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
+        uncond = self.prompts.encode(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
 
         result = GenerationResult([], seeds, subseeds, [])
@@ -240,9 +246,12 @@ class Pipeline:
         w_embedding = None
         if self.guidance_embedded:
             w_embedding = guidance_embedding(torch.full((n,), req.cfg_scale - 1.0), self.unet.config.time_cond_proj_dim)
+        (cond, pooled), (uncond, uncond_pooled) = cond, uncond or (None, None)
         conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
                                     None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
                                     concat, w_embedding if w_embedding is None else w_embedding.to(device), control)
+        if self.unet.config.is_sdxl:
+            self._micro_conditioning(conditioning, req, pooled, uncond_pooled, n)
         denoiser = Denoiser(self.unet, self.schedule, self.prediction_type, spec.boundary)
         last = {}
 
@@ -276,6 +285,25 @@ class Pipeline:
         if keep is not None:
             x = init * keep + x * (1 - keep)
         return x, False
+
+    @property
+    def is_refiner(self) -> bool:
+        """SDXL's refiner: five micro-conditioning ids (size, crop, aesthetic score), bigG alone."""
+        cfg = self.unet.config
+        pooled = self.prompts.towers[-1].encoder.config.projection_dim or 0
+        return cfg.is_sdxl and (cfg.projection_class_embeddings_input_dim - pooled) // cfg.addition_time_embed_dim == 5
+
+    def _micro_conditioning(self, c: Conditioning, req: GenerationRequest, pooled, uncond_pooled, n: int) -> None:
+        """SDXL's extra UNet inputs as A1111 sends them: original size = target size = the picture's, crop (0, 0);
+        the refiner's aesthetic score 6 for the prompt and 2.5 for the negative prompt (A1111's defaults)."""
+        device = self.device.device
+        h, w = req.height, req.width
+        def ids(score):
+            row = [h, w, 0, 0, score] if self.is_refiner else [h, w, 0, 0, h, w]
+            return torch.tensor([row], dtype=torch.float32).expand(n, -1).to(device)
+        c.pooled, c.time_ids = pooled.expand(n, -1).to(device), ids(REFINER_SCORE)
+        if uncond_pooled is not None:
+            c.uncond_pooled, c.uncond_time_ids = uncond_pooled.expand(n, -1).to(device), ids(REFINER_NEGATIVE_SCORE)
 
     def infotext(self, req: GenerationRequest, seed: int, subseed: int, source: Source | None,
                  extra: dict | None = None) -> str:
@@ -313,7 +341,9 @@ def load_pipeline(path: str | Path, device: Device | None = None, vae: str | Pat
     """Load a checkpoint file or diffusers folder. `device` defaults to Device.choose() (auto)."""
     device = device or Device.choose()
     parts = load_components(path, device.dtype, device.device, prediction_type)
+    second = None if parts.text_encoder_2 is None else TextTower(parts.text_encoder_2,
+                                                                 CLIPTokenizer(pad_id=parts.pad_token_id_2))
     pipe = Pipeline(parts.unet, parts.vae, parts.text_encoder, CLIPTokenizer(pad_id=parts.pad_token_id),
-                    parts.prediction_type, device, Path(path), parts.zero_terminal_snr)
+                    parts.prediction_type, device, Path(path), parts.zero_terminal_snr, second)
     pipe.set_vae(vae)
     return pipe

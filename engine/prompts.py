@@ -4,6 +4,12 @@
 starts a new chunk. Prompts longer than 75 tokens are split into 77-token chunks (start, 75 tokens,
 end), cut after a comma when one is within 20 tokens of the limit, encoded one by one and concatenated.
 Each token's hidden state is scaled by its weight and the chunk's mean restored ("Original" emphasis).
+
+SDXL has two text towers (CLIP ViT-L and OpenCLIP bigG; the refiner only bigG), as A1111 runs them: each
+chunk goes through every tower with its own padding, each tower's output is weighted on its own, and the
+outputs are concatenated along the width (768 + 1280 = 2048). Each tower gives its penultimate layer
+as it is, SGM's "penultimate" (clip skip 1; clip skip n goes n - 1 layers further back); the pooled text
+embedding is bigG's projection of the first chunk, unweighted.
 """
 import re
 from collections import OrderedDict
@@ -110,39 +116,67 @@ def tokenize_chunks(tokenizer: CLIPTokenizer, text: str) -> list[PromptChunk]:
     return chunks
 
 
-class PromptEncoder:
-    """Text -> (1, 77 * chunks, width) conditioning, with an LRU cache of recent prompts."""
+@dataclass(frozen=True)
+class TextTower:
+    encoder: object                 # engine.models.CLIPTextModel
+    tokenizer: CLIPTokenizer
 
-    def __init__(self, text_encoder, tokenizer: CLIPTokenizer, cache_size: int = 32):
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
+
+class PromptEncoder:
+    """Text -> (1, 77 * chunks, width) conditioning (and SDXL's pooled embedding), with an LRU cache."""
+
+    def __init__(self, text_encoder, tokenizer: CLIPTokenizer, cache_size: int = 32,
+                 second: TextTower | None = None, sdxl: bool = False):
+        self.towers = [TextTower(text_encoder, tokenizer)] + ([second] if second else [])
+        self.sdxl = sdxl
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()
 
+    @property
+    def text_encoder(self):
+        return self.towers[0].encoder
+
+    @property
+    def tokenizer(self) -> CLIPTokenizer:
+        return self.towers[0].tokenizer
+
     @torch.no_grad()
-    def encode_chunk(self, chunk: PromptChunk, clip_skip: int) -> torch.Tensor:
-        device = self.text_encoder.final_layer_norm.weight.device
+    def encode_chunk(self, tower: TextTower, chunk: PromptChunk, clip_skip: int):
+        """(weighted hidden states (1, 77, width), pooled projection or None) of one chunk in one tower."""
+        device = tower.encoder.final_layer_norm.weight.device
         ids = torch.tensor([chunk.tokens], device=device)
-        z = self.text_encoder.encode(ids, clip_skip).float()
+        out = tower.encoder(ids)
+        z = (tower.encoder.select(out, clip_skip + 1, final_norm=False) if self.sdxl
+             else tower.encoder.select(out, clip_skip)).float()
+        pooled = None if out.text_embeds is None else out.text_embeds.float()
         if all(m == 1.0 for m in chunk.multipliers):
-            return z   # nothing to weight; also spares a 0/0 when the features average exactly zero
+            return z, pooled   # nothing to weight; also spares a 0/0 when the features average exactly zero
         weights = torch.tensor(chunk.multipliers, device=device)[None, :, None]
         original_mean = z.mean()
         z = z * weights
         new_mean = z.mean()
-        return z * (original_mean / new_mean) if new_mean != 0 else z
+        return (z * (original_mean / new_mean) if new_mean != 0 else z), pooled
 
     def clear(self) -> None:
         """Forget cached encodings (the text encoder's weights changed)."""
         self._cache.clear()
 
     def __call__(self, text: str, clip_skip: int = 1) -> torch.Tensor:
+        return self.encode(text, clip_skip)[0]
+
+    def encode(self, text: str, clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(context (1, 77 * chunks, total width), pooled text embedding (1, dim) or None)."""
         key = (text, clip_skip)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        z = torch.cat([self.encode_chunk(c, clip_skip) for c in tokenize_chunks(self.tokenizer, text)], dim=1)
-        self._cache[key] = z
+        widths, pooled = [], None
+        for tower in self.towers:
+            encoded = [self.encode_chunk(tower, c, clip_skip) for c in tokenize_chunks(tower.tokenizer, text)]
+            widths.append(torch.cat([z for z, _ in encoded], dim=1))
+            pooled = encoded[0][1] if encoded[0][1] is not None else pooled
+        found = (torch.cat(widths, dim=-1), pooled)
+        self._cache[key] = found
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return z
+        return found

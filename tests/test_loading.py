@@ -282,8 +282,12 @@ def test_files_for_other_folders_say_where_they_belong(tmp_path):
         load_pipeline(tmp_path / "style.safetensors", CPU32)
 
 
-def test_sdxl_diffusers_folder_is_named(tmp_path):
+def test_other_families_diffusers_folders_are_named_and_incomplete_sdxl_ones_say_what_is_missing(tmp_path):
+    (tmp_path / "sd3").mkdir()
+    (tmp_path / "sd3" / "model_index.json").write_text('{"_class_name": "StableDiffusion3Pipeline"}')
+    with pytest.raises(UnsupportedArchitectureError, match="SD3"):
+        load_pipeline(tmp_path / "sd3", CPU32)
     (tmp_path / "xl").mkdir()
     (tmp_path / "xl" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
-    with pytest.raises(UnsupportedArchitectureError, match="SDXL"):
+    with pytest.raises(MissingKeysError, match="unet"):
         load_pipeline(tmp_path / "xl", CPU32)

@@ -27,6 +27,8 @@ class ModelComponents:
     prediction_type: str        # "epsilon" or "v_prediction"
     source: str                 # file or folder it came from
     zero_terminal_snr: bool = False   # trained on the rescaled schedule (scheduler config rescale_betas_zero_snr)
+    text_encoder_2: nn.Module | None = None   # SDXL: OpenCLIP bigG beside CLIP ViT-L
+    pad_token_id_2: int = 0
 
 
 def fit_shape(tensor: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:

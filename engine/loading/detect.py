@@ -34,8 +34,11 @@ def check_family(source: TensorSource, name: str) -> None:
     keys = list(source.keys())
     for marker, family in _OTHER_FAMILIES:
         if any(k.startswith(marker) for k in keys):
+            if family == "SDXL":
+                raise UnsupportedArchitectureError(f"{name} is an SDXL checkpoint in one file: SDXL single files "
+                                                   "are not supported yet (SDXL diffusers folders load)")
             raise UnsupportedArchitectureError(f"{name} is a {family} checkpoint: only the Stable Diffusion "
-                                               f"1.x / 2.x family is supported yet")
+                                               f"1.x / 2.x and SDXL families are supported")
     if UNET_PREFIX + "input_blocks.0.0.weight" in source:
         return
     for marker, kind in _OTHER_KINDS:

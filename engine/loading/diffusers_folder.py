@@ -1,4 +1,5 @@
-"""diffusers-format model folders: model_index.json with unet/, vae/, text_encoder/ sub-folders."""
+"""diffusers-format model folders: model_index.json with unet/, vae/, text_encoder/ sub-folders; SDXL's also
+text_encoder_2/ (OpenCLIP bigG with its projection) and tokenizer_2/, the refiner's text_encoder_2/ alone."""
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from ..models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditi
 from .assembly import ModelComponents, assemble
 from .tensor_files import open_tensors
 
-_UNSUPPORTED_PIPELINES = {"StableDiffusionXL": "SDXL", "StableDiffusion3": "SD3", "Flux": "Flux",
+_UNSUPPORTED_PIPELINES = {"StableDiffusion3": "SD3", "Flux": "Flux",
                           "StableCascade": "Stable Cascade", "PixArt": "PixArt", "Kandinsky": "Kandinsky"}
 _WEIGHT_NAMES = ("diffusion_pytorch_model", "model", "pytorch_model")
 
@@ -49,9 +50,9 @@ def _component(folder: Path, module_class, config, dtype, device, strip_prefix: 
     return assemble(module_class, config, fetch, str(folder), dtype, device, source.fresh)
 
 
-def pad_token_id(folder: Path, hidden_act: str) -> int:
+def pad_token_id(folder: Path, hidden_act: str, tokenizer: str = "tokenizer") -> int:
     """SD2's OpenCLIP tokenizer pads with "!" (id 0); OpenAI CLIP's with <|endoftext|> (49407)."""
-    config_path = folder / "tokenizer" / "tokenizer_config.json"
+    config_path = folder / tokenizer / "tokenizer_config.json"
     if config_path.is_file():
         pad = read_json(config_path).get("pad_token")
         pad = pad.get("content") if isinstance(pad, dict) else pad
@@ -74,11 +75,23 @@ def load_diffusers_folder(path: Path, dtype: torch.dtype, device: torch.device,
     unet = _component(path / "unet", UNet2DConditionModel, unet_cfg, dtype, device)
     vae_cfg = VAEConfig.from_dict(read_json(path / "vae" / "config.json"))
     vae = _component(path / "vae", AutoencoderKL, vae_cfg, dtype, device)
-    clip_cfg = CLIPTextConfig.from_dict(read_json(path / "text_encoder" / "config.json"))
-    text_encoder = _component(path / "text_encoder", CLIPTextModel, clip_cfg, dtype, device, "text_model.")
+    towers = [_text_encoder(path, name, dtype, device) for name in ("text_encoder", "text_encoder_2")
+              if (path / name / "config.json").is_file()]
+    if not towers:
+        raise MissingKeysError(f"{path.name} has no text_encoder/ folder")
 
     scheduler_file = path / "scheduler" / "scheduler_config.json"
     scheduler = read_json(scheduler_file) if scheduler_file.is_file() else {}
-    return ModelComponents(unet, vae, text_encoder, pad_token_id(path, clip_cfg.hidden_act),
-                           prediction_type or scheduler.get("prediction_type", "epsilon"), str(path),
-                           bool(scheduler.get("rescale_betas_zero_snr", False)))
+    (text_encoder, pad), (text_encoder_2, pad_2) = towers[0], (towers[1] if len(towers) > 1 else (None, 0))
+    return ModelComponents(unet, vae, text_encoder, pad, prediction_type or scheduler.get("prediction_type", "epsilon"),
+                           str(path), bool(scheduler.get("rescale_betas_zero_snr", False)), text_encoder_2, pad_2)
+
+
+def _text_encoder(path: Path, name: str, dtype, device) -> tuple:
+    """(text encoder, its tokenizer's pad id); a CLIPTextModelWithProjection keeps its text projection."""
+    config = read_json(path / name / "config.json")
+    with_projection = "CLIPTextModelWithProjection" in config.get("architectures", [])
+    clip_cfg = CLIPTextConfig.from_dict(config, with_projection=with_projection)
+    tokenizer = name.replace("text_encoder", "tokenizer")
+    return (_component(path / name, CLIPTextModel, clip_cfg, dtype, device, "text_model."),
+            pad_token_id(path, clip_cfg.hidden_act, tokenizer))

@@ -128,7 +128,10 @@ class CLIPTextModel(nn.Module):
     def encode(self, input_ids: torch.Tensor, clip_skip: int = 1, final_norm: bool = True) -> torch.Tensor:
         """Prompt embeddings as A1111 takes them: layer -clip_skip, then the final layer norm (SD1.x / SD2.x).
         SDXL's embedders take the layer as it is (`final_norm=False`)."""
-        out = self(input_ids)
+        return self.select(self(input_ids), clip_skip, final_norm)
+
+    def select(self, out: TextEncoderOutput, clip_skip: int = 1, final_norm: bool = True) -> torch.Tensor:
+        """Layer -clip_skip of a forward pass's output, through the final layer norm or not."""
         if clip_skip <= 1:
             return out.last_hidden_state if final_norm else out.hidden_states[-1]
         hidden = out.hidden_states[-clip_skip]

@@ -25,6 +25,20 @@ class Conditioning:
     concat: torch.Tensor | None = None       # inpainting UNets: (B, 5, h, w) mask + masked-image latents
     timestep_cond: torch.Tensor | None = None
     control: Callable | None = None          # engine.control.Control: ControlNet residuals for each call
+    # SDXL's micro-conditioning, for the prompt's rows and the negative prompt's: pooled text (B, 1280) and
+    # size / crop / target (or aesthetic score) ids (B, 6 or 5)
+    pooled: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+    uncond_pooled: torch.Tensor | None = None
+    uncond_time_ids: torch.Tensor | None = None
+
+    def added(self, cond: bool) -> dict:
+        """The UNet's extra inputs for the prompt's rows (cond) or the negative prompt's."""
+        if self.pooled is None:
+            return {}
+        if cond:
+            return {"text_embeds": self.pooled, "time_ids": self.time_ids}
+        return {"text_embeds": self.uncond_pooled, "time_ids": self.uncond_time_ids}
 
 
 class Denoiser:
@@ -50,8 +64,9 @@ class Denoiser:
         return torch.ones_like(sigma), -sigma, c_in
 
     def model_output(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, c: Conditioning,
-                     is_cond: torch.Tensor) -> torch.Tensor:
-        """One UNet evaluation; `is_cond` (B,) marks the rows of the prompt (1) and the negative prompt (0)."""
+                     is_cond: torch.Tensor, added: dict | None = None) -> torch.Tensor:
+        """One UNet evaluation; `is_cond` (B,) marks the rows of the prompt (1) and the negative prompt (0);
+        `added`: the UNet's extra inputs for those rows (SDXL's text_embeds and time_ids)."""
         c_skip, c_out, c_in = self.scalings(sigma)
         dtype = getattr(self.unet, "dtype", x.dtype)
         latent_in = (x * c_in).to(dtype)
@@ -62,7 +77,7 @@ class Denoiser:
             if found is not None:
                 residuals = {"down_block_additional_residuals": found[0], "mid_block_additional_residual": found[1]}
         inp = latent_in if c.concat is None else torch.cat([latent_in, c.concat.to(dtype)], dim=1)
-        out = self.unet(inp, t, context.to(dtype), timestep_cond=c.timestep_cond, **residuals).float()
+        out = self.unet(inp, t, context.to(dtype), timestep_cond=c.timestep_cond, **residuals, **(added or {})).float()
         return c_skip * x + c_out * out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, conditioning: Conditioning,
@@ -78,14 +93,16 @@ class Denoiser:
     def guided(self, x: torch.Tensor, sigma: torch.Tensor, c: Conditioning, cfg_scale: float) -> torch.Tensor:
         ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
         if c.uncond is None or cfg_scale == 1.0:
-            return self.model_output(x, sigma, c.cond, c, ones)
+            return self.model_output(x, sigma, c.cond, c, ones, c.added(True))
         if c.cond.shape[1] == c.uncond.shape[1]:
+            cond, uncond = c.added(True), c.added(False)
+            added = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
             both = self.model_output(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([c.cond, c.uncond]),
-                                     self._doubled(c), torch.cat([ones, zeros]))
+                                     self._doubled(c), torch.cat([ones, zeros]), added)
             d_cond, d_uncond = both.chunk(2)
         else:   # prompts of different chunk counts: two passes, as A1111 does by default
-            d_cond = self.model_output(x, sigma, c.cond, c, ones)
-            d_uncond = self.model_output(x, sigma, c.uncond, c, zeros)
+            d_cond = self.model_output(x, sigma, c.cond, c, ones, c.added(True))
+            d_uncond = self.model_output(x, sigma, c.uncond, c, zeros, c.added(False))
         return d_uncond + cfg_scale * (d_cond - d_uncond)
 
     @staticmethod

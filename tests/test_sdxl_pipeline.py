@@ -1,0 +1,123 @@
+"""SDXL end to end (slimmed architecture, random weights): the engine against diffusers' StableDiffusionXLPipeline
+with the same weights, seeds and sigmas, pictures compared after rounding to 8 bits; and SDXL folders loading."""
+import diffusers
+import pytest
+import torch
+import transformers
+
+from engine import Device, GenerationRequest, load_pipeline
+from engine.models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
+from engine.pipeline import Pipeline
+from engine.prompts import TextTower
+from engine.sampling import make_sigmas
+from engine.tokenizer import CLIPTokenizer, vocabulary
+from tests.test_models_parity import engine_twin
+from tests.test_pipeline_diffusers import NEGATIVE, PROMPT, SD_SCHEDULER, assert_images_agree, generators
+from tests.test_sdxl_parity import SLIM_BASE_UNET
+
+SIZE, STEPS, SEED = 64, 5, 77
+CLIP_L = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+              max_position_embeddings=77, hidden_act="quick_gelu")
+BIGG = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
+            max_position_embeddings=77, hidden_act="gelu", projection_dim=64)
+SLIM_UNET = dict(SLIM_BASE_UNET, sample_size=16)                    # context 96 = 32 + 64, pooled 64
+SDXL_VAE = dict(block_out_channels=(32, 64, 64), layers_per_block=1, latent_channels=4, norm_num_groups=32,
+                down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                scaling_factor=0.13025, sample_size=64)
+
+
+def hf_tokenizer(pad_token=None):
+    vocab, merges = vocabulary()
+    tokenizer = transformers.CLIPTokenizer(vocab=vocab, merges=merges, **({"pad_token": pad_token} if pad_token else {}))
+    tokenizer.model_max_length = 77
+    return tokenizer
+
+
+def twin_text(ref, config, with_projection):
+    with torch.device("meta"):
+        ours = CLIPTextModel(CLIPTextConfig.from_dict(config, with_projection=with_projection))
+    ours.load_state_dict({k.removeprefix("text_model."): v for k, v in ref.state_dict().items()}, strict=True,
+                         assign=True)
+    return ours.eval()
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    with torch.no_grad():
+        unet = diffusers.UNet2DConditionModel(**SLIM_UNET).eval()
+        vae = diffusers.AutoencoderKL(**SDXL_VAE).eval()
+        clip_l = transformers.CLIPTextModel(transformers.CLIPTextConfig(**CLIP_L)).eval()
+        bigg = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**BIGG)).eval()
+    engine = Pipeline(engine_twin(UNet2DConditionModel, UNetConfig.from_dict(dict(unet.config)), unet),
+                      engine_twin(AutoencoderKL, VAEConfig.from_dict(dict(vae.config)), vae),
+                      twin_text(clip_l, CLIP_L, False), CLIPTokenizer(), "epsilon", Device.cpu_fp32(),
+                      "sdxl-random.safetensors", second_text=TextTower(twin_text(bigg, BIGG, True), CLIPTokenizer(0)))
+    engine.model_hash = "0123456789"
+    return dict(unet=unet, vae=vae, clip_l=clip_l, bigg=bigg, engine=engine)
+
+
+def reference(models, scheduler):
+    return diffusers.StableDiffusionXLPipeline(
+        vae=models["vae"], text_encoder=models["clip_l"], text_encoder_2=models["bigg"], tokenizer=hf_tokenizer(),
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=models["unet"], scheduler=scheduler, add_watermarker=False)
+
+
+@pytest.mark.parametrize("sampler, schedule, scheduler, custom_sigmas", [
+    ("Euler", "Automatic", lambda: diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="linspace"),
+     True),
+    # diffusers' DPM-Solver++ takes no custom sigmas: it makes the Karras ones from the same training schedule
+    ("DPM++ 2M", "Karras", lambda: diffusers.DPMSolverMultistepScheduler(
+        **SD_SCHEDULER, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True,
+        final_sigmas_type="zero", lower_order_final=True), False)], ids=["Euler", "DPM++ 2M Karras"])
+def test_sdxl_txt2img_matches_stable_diffusion_xl_pipeline(models, sampler, schedule, scheduler, custom_sigmas):
+    engine = models["engine"]
+    assert engine.family == "SDXL" and engine.native_size == 64
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler=sampler, schedule=schedule,
+                            steps=STEPS, cfg_scale=6, width=SIZE, height=SIZE, seed=SEED, batch_size=2)
+    ours = engine.generate(req)
+    sigmas = make_sigmas(sampler, schedule, STEPS, engine.schedule)
+    timing = {"sigmas": sigmas.tolist()} if custom_sigmas else {"num_inference_steps": STEPS}
+    ref = reference(models, scheduler())(
+        PROMPT, negative_prompt=NEGATIVE, guidance_scale=6, height=SIZE, width=SIZE, num_images_per_prompt=2,
+        generator=generators([SEED, SEED + 1]), output_type="np", **timing).images
+    assert_images_agree(ours.images, ref)
+
+
+def test_sdxl_micro_conditioning_follows_the_picture_size(models):
+    """A1111 sends original = target = the picture's size: another size is another conditioning vector."""
+    engine = models["engine"]
+    request = dict(prompt=PROMPT, sampler="Euler", steps=2, cfg_scale=1, seed=SEED)
+    square = engine.generate(GenerationRequest(**request, width=SIZE, height=SIZE)).images[0]
+    reference_ids = reference(models, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER))._get_add_time_ids(
+        (72, 64), (0, 0), (72, 64), torch.float32, text_encoder_projection_dim=64)
+    assert reference_ids.tolist() == [[72, 64, 0, 0, 72, 64]]
+    tall = engine.generate(GenerationRequest(**request, width=SIZE, height=72)).images[0]
+    assert tall.size == (64, 72) and square.size == (64, 64)
+
+
+def test_an_sdxl_diffusers_folder_loads_and_makes_the_same_picture(models, tmp_path):
+    reference(models, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER)).save_pretrained(tmp_path / "sdxl")
+    loaded = load_pipeline(tmp_path / "sdxl", Device.cpu_fp32())
+    assert loaded.family == "SDXL" and loaded.vae.scaling_factor == 0.13025
+    assert loaded.prompts.towers[1].tokenizer.pad_id == 0 and loaded.prompts.towers[1].encoder.config.projection_dim
+    assert "SDXL" in loaded.summary()
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="Euler", steps=3, cfg_scale=5,
+                            width=SIZE, height=SIZE, seed=SEED)
+    assert list(loaded.generate(req).images[0].getdata()) == list(models["engine"].generate(req).images[0].getdata())
+
+
+def test_an_sdxl_refiner_folder_loads_with_bigg_alone_and_the_aesthetic_score(models, tmp_path):
+    from tests.test_sdxl_parity import SLIM_REFINER_UNET
+    torch.manual_seed(1)
+    refiner_unet = diffusers.UNet2DConditionModel(**dict(SLIM_REFINER_UNET, sample_size=16)).eval()
+    diffusers.StableDiffusionXLImg2ImgPipeline(
+        vae=models["vae"], text_encoder=None, text_encoder_2=models["bigg"], tokenizer=None,
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=refiner_unet,
+        scheduler=diffusers.EulerDiscreteScheduler(**SD_SCHEDULER), requires_aesthetics_score=True,
+        add_watermarker=False).save_pretrained(tmp_path / "refiner")
+    refiner = load_pipeline(tmp_path / "refiner", Device.cpu_fp32())
+    assert refiner.family == "SDXL refiner" and refiner.is_refiner and len(refiner.prompts.towers) == 1
+    result = refiner.generate(GenerationRequest(prompt=PROMPT, sampler="Euler", steps=2, width=SIZE, height=SIZE,
+                                                seed=SEED))
+    assert result.images[0].size == (SIZE, SIZE)
