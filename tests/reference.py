@@ -65,15 +65,40 @@ def ldm_state_dict(unet, vae, clip, open_clip: bool = False, extra_clip_layer=No
         n = clip.config.num_hidden_layers
         clip_sd.update({k.replace("encoder.layers.0.", f"encoder.layers.{n}."): v.clone()
                         for k, v in extra_clip_layer.items()})
-    fused = {}
-    for name, t in clip_sd.items():
-        key, third = open_clip_key(name)
-        if third is None:
-            out[OPEN_CLIP_PREFIX + key] = t.clone()
-        else:
-            fused.setdefault(key, [None] * 3)[third] = t
-    for key, parts in fused.items():
-        out[OPEN_CLIP_PREFIX + key] = torch.cat(parts, dim=0)
+    out.update(open_clip_layout(clip_sd, OPEN_CLIP_PREFIX))
     out[OPEN_CLIP_PREFIX + "text_projection"] = torch.eye(clip.config.hidden_size)
     out[OPEN_CLIP_PREFIX + "logit_scale"] = torch.tensor(4.6)
+    return out
+
+
+def open_clip_layout(clip_sd: dict, prefix: str) -> dict:
+    """transformers-named text encoder tensors -> OpenCLIP's names: fused q/k/v, a bare projection matrix."""
+    out, fused = {}, {}
+    for name, t in clip_sd.items():
+        key, part = open_clip_key(name)
+        if part is None:
+            out[prefix + key] = t.clone()
+        elif part == "T":
+            out[prefix + key] = t.T.contiguous()
+        else:
+            fused.setdefault(key, [None] * 3)[part] = t
+    for key, parts in fused.items():
+        out[prefix + key] = torch.cat(parts, dim=0)
+    return out
+
+
+def sgm_state_dict(unet, vae, clip_l, bigg) -> dict:
+    """An SDXL single file as SGM and A1111 write it: the LDM UNet (with label_emb) and VAE names,
+    conditioner.embedders.0.transformer.* (CLIP-L, transformers names) and .1.model.* (bigG, OpenCLIP names);
+    with clip_l None, a refiner's: bigG alone as embedder 0."""
+    out = {k: v for k, v in ldm_export.ldm_state_dict(unet, vae, bigg).items() if not k.startswith(CLIP_PREFIX)}
+    towers = [("transformer.", clip_l), ("model.", bigg)] if clip_l is not None else [("model.", bigg)]
+    for i, (kind, encoder) in enumerate(towers):
+        prefix = f"conditioner.embedders.{i}.{kind}"
+        names = {k.removeprefix("text_model."): v for k, v in encoder.state_dict().items()}
+        if kind == "transformer.":
+            out.update({prefix + "text_model." + k: v.clone() for k, v in names.items()})
+        else:
+            out.update(open_clip_layout(names, prefix))
+            out[prefix + "logit_scale"] = torch.tensor(4.6)
     return out

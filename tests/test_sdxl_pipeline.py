@@ -13,14 +13,20 @@ from engine.sampling import make_sigmas
 from engine.tokenizer import CLIPTokenizer, vocabulary
 from tests.test_models_parity import engine_twin
 from tests.test_pipeline_diffusers import NEGATIVE, PROMPT, SD_SCHEDULER, assert_images_agree, generators
-from tests.test_sdxl_parity import SLIM_BASE_UNET
+from tests.test_sdxl_parity import SLIM_BASE_UNET, SLIM_REFINER_UNET
 
 SIZE, STEPS, SEED = 64, 5, 77
-CLIP_L = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+# narrow, with what SGM files leave unwritten as in the full models: 64 channels a head (towers and UNet),
+# 32 GroupNorm groups and 256 Fourier features a micro-conditioning id
+CLIP_L = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=1,
               max_position_embeddings=77, hidden_act="quick_gelu")
-BIGG = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
-            max_position_embeddings=77, hidden_act="gelu", projection_dim=64)
-SLIM_UNET = dict(SLIM_BASE_UNET, sample_size=16)                    # context 96 = 32 + 64, pooled 64
+BIGG = dict(vocab_size=49408, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=2,
+            max_position_embeddings=77, hidden_act="gelu", projection_dim=128)
+SLIM_UNET = dict(SLIM_BASE_UNET, sample_size=16, cross_attention_dim=64 + 128, addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=128 + 6 * 256, attention_head_dim=(1, 1, 2), norm_num_groups=32)
+SLIM_REFINER = dict(SLIM_REFINER_UNET, sample_size=16, cross_attention_dim=128, addition_time_embed_dim=256,
+                    projection_class_embeddings_input_dim=128 + 5 * 256, block_out_channels=(64, 128, 128, 128),
+                    attention_head_dim=(1, 2, 2, 2), norm_num_groups=32)
 SDXL_VAE = dict(block_out_channels=(32, 64, 64), layers_per_block=1, latent_channels=4, norm_num_groups=32,
                 down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
                 scaling_factor=0.13025, sample_size=64)
@@ -90,7 +96,7 @@ def test_sdxl_micro_conditioning_follows_the_picture_size(models):
     request = dict(prompt=PROMPT, sampler="Euler", steps=2, cfg_scale=1, seed=SEED)
     square = engine.generate(GenerationRequest(**request, width=SIZE, height=SIZE)).images[0]
     reference_ids = reference(models, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER))._get_add_time_ids(
-        (72, 64), (0, 0), (72, 64), torch.float32, text_encoder_projection_dim=64)
+        (72, 64), (0, 0), (72, 64), torch.float32, text_encoder_projection_dim=128)
     assert reference_ids.tolist() == [[72, 64, 0, 0, 72, 64]]
     tall = engine.generate(GenerationRequest(**request, width=SIZE, height=72)).images[0]
     assert tall.size == (64, 72) and square.size == (64, 64)
@@ -108,9 +114,8 @@ def test_an_sdxl_diffusers_folder_loads_and_makes_the_same_picture(models, tmp_p
 
 
 def test_an_sdxl_refiner_folder_loads_with_bigg_alone_and_the_aesthetic_score(models, tmp_path):
-    from tests.test_sdxl_parity import SLIM_REFINER_UNET
     torch.manual_seed(1)
-    refiner_unet = diffusers.UNet2DConditionModel(**dict(SLIM_REFINER_UNET, sample_size=16)).eval()
+    refiner_unet = diffusers.UNet2DConditionModel(**SLIM_REFINER).eval()
     diffusers.StableDiffusionXLImg2ImgPipeline(
         vae=models["vae"], text_encoder=None, text_encoder_2=models["bigg"], tokenizer=None,
         tokenizer_2=hf_tokenizer(pad_token="!"), unet=refiner_unet,
@@ -121,3 +126,57 @@ def test_an_sdxl_refiner_folder_loads_with_bigg_alone_and_the_aesthetic_score(mo
     result = refiner.generate(GenerationRequest(prompt=PROMPT, sampler="Euler", steps=2, width=SIZE, height=SIZE,
                                                 seed=SEED))
     assert result.images[0].size == (SIZE, SIZE)
+
+
+def test_the_sgm_writer_agrees_with_diffusers_converter(models):
+    """The tests' SGM layout, checked against diffusers' own SDXL single-file conversion."""
+    from diffusers.loaders import single_file_utils as diffusers_single_file
+
+    from tests.reference import sgm_state_dict
+    sgm = sgm_state_dict(models["unet"], models["vae"], models["clip_l"], models["bigg"])
+    converted = diffusers_single_file.convert_ldm_unet_checkpoint(sgm, dict(models["unet"].config))
+    assert set(converted) == set(models["unet"].state_dict())
+    for key, value in models["unet"].state_dict().items():
+        assert torch.equal(converted[key], value), key
+    bigg = diffusers_single_file.convert_open_clip_checkpoint(models["bigg"], sgm,
+                                                              prefix="conditioner.embedders.1.model.")
+    for key, value in models["bigg"].state_dict().items():
+        assert torch.equal(bigg[key], value), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32 file", "fp16 file"])
+def test_an_sgm_single_file_loads_and_matches_the_diffusers_folder(models, tmp_path, dtype):
+    from safetensors.torch import save_file
+
+    from tests.reference import sgm_state_dict
+    sgm = sgm_state_dict(models["unet"], models["vae"], models["clip_l"], models["bigg"])
+    save_file({k: v.to(dtype).contiguous() for k, v in sgm.items()}, tmp_path / "sdxl-model.safetensors")
+    loaded = load_pipeline(tmp_path / "sdxl-model.safetensors", Device.cpu_fp32())
+    assert loaded.family == "SDXL" and loaded.vae.scaling_factor == 0.13025
+    assert loaded.native_size == 128 * 4        # SDXL's 128-latent native size, through this VAE's 4x
+    assert loaded.unet.config.transformer_layers_per_block == (1, 2, 3)
+    in_memory = models["engine"]
+    if dtype == torch.float16:      # the same weights, rounded as the file holds them
+        in_memory = load_pipeline(_folder_of(models, tmp_path, dtype), Device.cpu_fp32())
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="Euler", steps=3, cfg_scale=5,
+                            width=SIZE, height=SIZE, seed=SEED)
+    assert list(loaded.generate(req).images[0].getdata()) == list(in_memory.generate(req).images[0].getdata())
+
+
+def _folder_of(models, tmp_path, dtype):
+    pipe = reference(models, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER))
+    pipe.to(dtype).save_pretrained(tmp_path / "folder")
+    pipe.to(torch.float32)
+    return tmp_path / "folder"
+
+
+def test_an_sgm_refiner_file_loads_with_bigg_alone(models, tmp_path):
+    from safetensors.torch import save_file
+
+    from tests.reference import sgm_state_dict
+    torch.manual_seed(1)
+    refiner_unet = diffusers.UNet2DConditionModel(**SLIM_REFINER).eval()
+    save_file(sgm_state_dict(refiner_unet, models["vae"], None, models["bigg"]), tmp_path / "refiner.safetensors")
+    refiner = load_pipeline(tmp_path / "refiner.safetensors", Device.cpu_fp32())
+    assert refiner.family == "SDXL refiner" and len(refiner.prompts.towers) == 1
+    assert refiner.generate(GenerationRequest(prompt=PROMPT, steps=2, width=SIZE, height=SIZE, seed=1)).images

@@ -8,13 +8,12 @@ convention (8 heads) or SD2's (64 channels a head) applies unless a sidecar .yam
 import re
 
 from ..errors import UnsupportedArchitectureError, WrongFileTypeError
-from .ldm_names import CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from .ldm_names import CLIP_PREFIX, OPEN_CLIP_PREFIX, SGM_EMBEDDERS, UNET_PREFIX, VAE_PREFIX
 from .tensor_files import TensorSource
 
-# (marker key prefix, family name) of checkpoints that are not SD1.x / SD2.x
+SDXL_MARKER = UNET_PREFIX + "label_emb.0.0.weight"      # the micro-conditioning MLP (add_embedding)
+# (marker key prefix, family name) of checkpoints that are not SD1.x / SD2.x / SDXL
 _OTHER_FAMILIES = [
-    ("conditioner.embedders.", "SDXL"),
-    (UNET_PREFIX + "label_emb.", "SDXL"),
     (UNET_PREFIX + "joint_blocks.", "SD3"),
     ("model.diffusion_model.double_blocks.", "Flux"),
     ("double_blocks.", "Flux"),
@@ -30,15 +29,15 @@ _OTHER_KINDS = [
 
 
 def check_family(source: TensorSource, name: str) -> None:
-    """Raise a clear error unless the file is an SD1.x/SD2.x-family checkpoint in LDM layout."""
+    """Raise a clear error unless the file is an SD1.x/SD2.x/SDXL-family checkpoint in LDM / SGM layout."""
     keys = list(source.keys())
     for marker, family in _OTHER_FAMILIES:
         if any(k.startswith(marker) for k in keys):
-            if family == "SDXL":
-                raise UnsupportedArchitectureError(f"{name} is an SDXL checkpoint in one file: SDXL single files "
-                                                   "are not supported yet (SDXL diffusers folders load)")
             raise UnsupportedArchitectureError(f"{name} is a {family} checkpoint: only the Stable Diffusion "
                                                f"1.x / 2.x and SDXL families are supported")
+    if any(k.startswith(SGM_EMBEDDERS) for k in keys) and SDXL_MARKER not in source:
+        raise UnsupportedArchitectureError(f"{name} has SGM text embedders but no SDXL UNet (label_emb): a family "
+                                           "this engine does not know")
     if UNET_PREFIX + "input_blocks.0.0.weight" in source:
         return
     for marker, kind in _OTHER_KINDS:
@@ -87,13 +86,16 @@ def encoder_config(source: TensorSource, p: str, yaml_params: dict) -> dict:
         raise UnsupportedArchitectureError("the UNet has no cross-attention layers: not a text-to-image SD model")
     context_dim = source.shape(attn_keys[0])[1]
     first_attn = p + f"input_blocks.{levels[has_attention.index(True)][0]}.1."
-    depth = len(_indices(source, re.escape(first_attn) + r"transformer_blocks\.(\d+)\."))
+    # transformer depth per level (SDXL: 1, 2, 10); a level without attention counts 1, as diffusers writes it
+    depths = [len(_indices(source, re.escape(p + f"input_blocks.{level[0]}.1.") + r"transformer_blocks\.(\d+)\."))
+              or 1 for level in levels]
     linear = len(source.shape(first_attn + "proj_in.weight")) == 2
+    sdxl = p + "label_emb.0.0.weight" in source
 
     heads = yaml_params.get("num_heads", -1)
     head_channels = yaml_params.get("num_head_channels", -1)
     if heads in (-1, None) and head_channels in (-1, None):
-        heads, head_channels = (-1, 64) if context_dim == 1024 else (8, -1)
+        heads, head_channels = (-1, 64) if context_dim == 1024 or sdxl else (8, -1)
     heads_per_block = [heads if heads and heads > 0 else ch // head_channels for ch in channels]
 
     cond_key = p + "time_embed.cond_proj.weight"
@@ -105,10 +107,13 @@ def encoder_config(source: TensorSource, p: str, yaml_params: dict) -> dict:
         "attention_head_dim": heads_per_block,
         "cross_attention_dim": context_dim,
         "use_linear_projection": linear,
-        "transformer_layers_per_block": depth,
+        "transformer_layers_per_block": depths if len(set(depths)) > 1 else depths[0],
         "upcast_attention": bool(yaml_params.get("upcast_attention", False)),
         "norm_num_groups": int(yaml_params.get("norm_num_groups", 32)),   # LDM's is fixed at 32
         "time_cond_proj_dim": source.shape(cond_key)[1] if cond_key in source else None,
+        **({"addition_embed_type": "text_time", "addition_time_embed_dim": 256,     # SGM's fixed Fourier width
+            "projection_class_embeddings_input_dim": source.shape(p + "label_emb.0.0.weight")[1],
+            "sample_size": 128} if sdxl else {}),
     }
 
 
@@ -150,21 +155,43 @@ def open_clip_config(source: TensorSource, p: str, keep_last_layer: bool) -> dic
     return config
 
 
+def sgm_text_towers(source: TensorSource) -> list[tuple[dict, str, bool]]:
+    """SDXL's text encoders in embedder order: (transformers config, key prefix, in OpenCLIP layout?).
+    The base has CLIP-L (transformers names) then bigG (OpenCLIP names); the refiner bigG alone."""
+    towers = []
+    for i in range(4):
+        base = f"{SGM_EMBEDDERS}{i}."
+        if base + "transformer.text_model.embeddings.token_embedding.weight" in source:
+            towers.append((clip_config_at(source, base + "transformer.text_model."), base + "transformer.text_model.",
+                           False))
+        elif base + "model.token_embedding.weight" in source:
+            towers.append((open_clip_config(source, base + "model.", keep_last_layer=True), base + "model.", True))
+    if not towers:
+        raise UnsupportedArchitectureError("no text encoder found among conditioner.embedders.*: this SDXL "
+                                           "checkpoint cannot encode prompts")
+    return towers
+
+
+def clip_config_at(source: TensorSource, p: str) -> dict:
+    """transformers CLIPTextConfig of an OpenAI CLIP text tower in transformers names under prefix `p`."""
+    width = source.shape(p + "embeddings.token_embedding.weight")[1]
+    return {
+        "vocab_size": source.shape(p + "embeddings.token_embedding.weight")[0],
+        "hidden_size": width,
+        "intermediate_size": source.shape(p + "encoder.layers.0.mlp.fc1.weight")[0],
+        "num_hidden_layers": len(_indices(source, re.escape(p) + r"encoder\.layers\.(\d+)\.")),
+        "num_attention_heads": width // 64,
+        "max_position_embeddings": source.shape(p + "embeddings.position_embedding.weight")[0],
+        "hidden_act": "quick_gelu",
+    }
+
+
 def clip_config(source: TensorSource) -> tuple[dict, str]:
     """transformers CLIPTextConfig of the checkpoint's text encoder and its key prefix."""
     if OPEN_CLIP_PREFIX + "token_embedding.weight" in source:
         return open_clip_config(source, OPEN_CLIP_PREFIX, keep_last_layer=False), OPEN_CLIP_PREFIX
     for p in (CLIP_PREFIX + "text_model.", CLIP_PREFIX):
         if p + "embeddings.token_embedding.weight" in source:
-            width = source.shape(p + "embeddings.token_embedding.weight")[1]
-            return {
-                "vocab_size": source.shape(p + "embeddings.token_embedding.weight")[0],
-                "hidden_size": width,
-                "intermediate_size": source.shape(p + "encoder.layers.0.mlp.fc1.weight")[0],
-                "num_hidden_layers": len(_indices(source, re.escape(p) + r"encoder\.layers\.(\d+)\.")),
-                "num_attention_heads": width // 64,
-                "max_position_embeddings": source.shape(p + "embeddings.position_embedding.weight")[0],
-                "hidden_act": "quick_gelu",
-            }, p
+            return clip_config_at(source, p), p
     raise UnsupportedArchitectureError("no CLIP text encoder found (cond_stage_model.*): "
                                        "this checkpoint cannot encode prompts")

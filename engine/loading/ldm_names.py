@@ -9,6 +9,7 @@ UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."       # SD1.x: transformers CLIPTextModel names
 OPEN_CLIP_PREFIX = "cond_stage_model.model."        # SD2.x: OpenCLIP names
+SGM_EMBEDDERS = "conditioner.embedders."           # SDXL: .N.transformer.* (CLIP-L) and .N.model.* (OpenCLIP bigG)
 
 _UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
@@ -30,6 +31,7 @@ def unet_key(key: str, layers_per_block: int, attention_levels_up: set[int]) -> 
     fixed = {"conv_in.": "input_blocks.0.0.", "conv_norm_out.": "out.0.", "conv_out.": "out.2.",
              "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
              "time_embedding.cond_proj.": "time_embed.cond_proj.",
+             "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2.",
              "mid_block.resnets.0.": "middle_block.0.", "mid_block.attentions.0.": "middle_block.1.",
              "mid_block.resnets.1.": "middle_block.2."}
     for new, old in fixed.items():

@@ -1,4 +1,5 @@
-"""Single-file checkpoints as users download them for A1111: original LDM key names."""
+"""Single-file checkpoints as users download them for A1111: original LDM key names (SD1.x / SD2.x), and
+SGM's for SDXL (the same UNet names plus label_emb; text towers under conditioner.embedders.N)."""
 from pathlib import Path
 
 import torch
@@ -9,6 +10,8 @@ from . import detect
 from .assembly import ModelComponents, assemble
 from .ldm_names import OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key, unet_key, vae_key
 from .tensor_files import TensorSource, open_tensors
+
+SDXL_SCALE = 0.13025         # SDXL's VAE latent scaling (SGM's scale_factor)
 
 
 def sidecar_yaml(path: Path) -> dict:
@@ -69,17 +72,27 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
                     source.fresh)
 
     ddconfig = params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {})
-    vae_cfg = VAEConfig.from_dict(detect.vae_config(source, VAE_PREFIX, params.get("scale_factor", 0.18215),
-                                                    ddconfig.get("norm_num_groups", 32)))
+    scale = params.get("scale_factor", SDXL_SCALE if unet_cfg.is_sdxl else 0.18215)
+    vae_cfg = VAEConfig.from_dict(detect.vae_config(source, VAE_PREFIX, scale, ddconfig.get("norm_num_groups", 32)))
     vae = assemble(AutoencoderKL, vae_cfg, vae_fetch(source, vae_cfg, VAE_PREFIX), f"{path.name} VAE", dtype, device,
                    source.fresh)
 
-    clip_dict, clip_prefix = detect.clip_config(source)
-    clip_cfg = CLIPTextConfig.from_dict(clip_dict)
-    text_encoder = assemble(CLIPTextModel, clip_cfg, clip_fetch(source, clip_prefix, clip_prefix == OPEN_CLIP_PREFIX),
-                            f"{path.name} text encoder", dtype, device, source.fresh)
-
     if prediction_type is None:
         prediction_type = "v_prediction" if params.get("parameterization") == "v" else "epsilon"
-    pad = 0 if clip_prefix == OPEN_CLIP_PREFIX else 49407
+    if unet_cfg.is_sdxl:
+        towers = [_text_tower(source, *tower, f"{path.name} text encoder {i + 1}", dtype, device)
+                  for i, tower in enumerate(detect.sgm_text_towers(source))]
+        (text_encoder, pad), (second, pad_2) = towers[0], (towers[1] if len(towers) > 1 else (None, 0))
+        return ModelComponents(unet, vae, text_encoder, pad, prediction_type, str(path), False, second, pad_2)
+    clip_dict, clip_prefix = detect.clip_config(source)
+    text_encoder, pad = _text_tower(source, clip_dict, clip_prefix, clip_prefix == OPEN_CLIP_PREFIX,
+                                    f"{path.name} text encoder", dtype, device)
     return ModelComponents(unet, vae, text_encoder, pad, prediction_type, str(path))
+
+
+def _text_tower(source: TensorSource, config: dict, prefix: str, open_clip: bool, what: str, dtype, device):
+    """(text encoder, its pad id): OpenCLIP's tokenizer pads with id 0, OpenAI CLIP's with <|endoftext|>."""
+    clip_cfg = CLIPTextConfig.from_dict(config, with_projection="projection_dim" in config)
+    encoder = assemble(CLIPTextModel, clip_cfg, clip_fetch(source, prefix, open_clip), what, dtype, device,
+                       source.fresh)
+    return encoder, 0 if open_clip else 49407
