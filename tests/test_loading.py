@@ -264,7 +264,6 @@ def test_damaged_and_foreign_files_give_clear_errors(refs, tmp_path):
 
 
 @pytest.mark.parametrize("marker, family", [
-    ("conditioner.embedders.1.model.ln_final.weight", "SDXL"),
     ("model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", "SD3"),
     ("double_blocks.0.img_attn.qkv.weight", "Flux"),
 ])
@@ -273,6 +272,13 @@ def test_other_families_are_named(tmp_path, marker, family):
               tmp_path / "other.safetensors")
     with pytest.raises(UnsupportedArchitectureError, match=f"{family}.*not supported|{family} checkpoint"):
         load_pipeline(tmp_path / "other.safetensors", CPU32)
+
+
+def test_sgm_embedders_without_an_sdxl_unet_are_named(tmp_path):
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2),
+               "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 4, 3, 3)}, tmp_path / "odd.safetensors")
+    with pytest.raises(UnsupportedArchitectureError, match="no SDXL UNet"):
+        load_pipeline(tmp_path / "odd.safetensors", CPU32)
 
 
 def test_files_for_other_folders_say_where_they_belong(tmp_path):
