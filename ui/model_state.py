@@ -11,7 +11,7 @@ STARTER_NAME = "starter"
 AUTOMATIC_VAE = "Automatic"
 DEMO_NOTE = ("This is the small built-in demo model: 64x64 pictures of coloured shapes (circle, square, triangle, "
              "star, ring, diamond) on a coloured background, trained by this project. For real pictures put Stable "
-             "Diffusion 1.x/2.x checkpoints (.safetensors, .ckpt or diffusers folders) into models/Stable-diffusion "
+             "Diffusion 1.x/2.x or SDXL checkpoints (.safetensors, .ckpt or diffusers folders) into models/Stable-diffusion "
              "and press Refresh in Models & Settings.")
 
 
