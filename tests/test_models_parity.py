@@ -15,11 +15,12 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return ((ours - ref).abs().max() / ref.abs().max()).item()
 
 
-def engine_twin(module_class, config, ref):
-    """Engine module sharing the reference's tensors (strict, no renaming)."""
+def engine_twin(module_class, config, ref, strip: str = ""):
+    """Engine module sharing the reference's tensors (strict; no renaming but the `strip` prefix, as
+    transformers' CLIPTextModelWithProjection keeps its tower under text_model.)."""
     with torch.device("meta"):
         ours = module_class(config)
-    ours.load_state_dict(ref.state_dict(), strict=True, assign=True)
+    ours.load_state_dict({k.removeprefix(strip): v for k, v in ref.state_dict().items()}, strict=True, assign=True)
     return ours.eval()
 
 

@@ -105,11 +105,8 @@ def test_full_size_bigg_text_encoder_matches_transformers_with_projection():
     from engine.models import CLIPTextConfig, CLIPTextModel
     torch.manual_seed(0)
     ref = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**BIGG_TEXT)).eval()
-    config = CLIPTextConfig.from_dict(ref.config.to_dict(), with_projection=True)
-    with torch.device("meta"):
-        ours = CLIPTextModel(config)
-    ours.load_state_dict({k.removeprefix("text_model."): v for k, v in ref.state_dict().items()}, strict=True,
-                         assign=True)
+    ours = engine_twin(CLIPTextModel, CLIPTextConfig.from_dict(ref.config.to_dict(), with_projection=True), ref,
+                       strip="text_model.")
     ids = prompt_ids()
     expected = ref(ids, output_hidden_states=True)
     got = ours(ids)

@@ -40,11 +40,8 @@ def hf_tokenizer(pad_token=None):
 
 
 def twin_text(ref, config, with_projection):
-    with torch.device("meta"):
-        ours = CLIPTextModel(CLIPTextConfig.from_dict(config, with_projection=with_projection))
-    ours.load_state_dict({k.removeprefix("text_model."): v for k, v in ref.state_dict().items()}, strict=True,
-                         assign=True)
-    return ours.eval()
+    return engine_twin(CLIPTextModel, CLIPTextConfig.from_dict(config, with_projection=with_projection), ref,
+                       strip="text_model.")
 
 
 @pytest.fixture(scope="module")
