@@ -30,7 +30,8 @@ def test_same_numbers_as_the_ordinary_kernel(dtype, kernel, stride, padding):
                     assert torch.equal(ours, reference)     # oneDNN picks the same kernel: the very same bits
                 tolerance = 1e-5 if dtype == torch.float32 else 1e-2   # else: the same sums, in another order
                 assert (ours.float() - reference.float()).abs().max() <= tolerance * reference.float().abs().max()
-    assert module._packed is not None          # the reordered path ran
+    # the reordered path ran, except bf16 on a CPU whose oneDNN cannot reorder bf16 weights (AVX2 only)
+    assert (module._packed is not None) == (dtype in conv.PACKED_DTYPES)
 
 
 def test_follows_weight_changes_in_place_and_by_assignment():

@@ -19,7 +19,14 @@ def _packing_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
+def _packed_dtypes() -> tuple[torch.dtype, ...]:
+    """fp32 always; bf16 only where oneDNN can reorder bf16 weights (AVX-512 BW/VL/DQ, AVX-NE-CONVERT or AMX):
+    on an AVX2-only CPU the reorder refuses, and bf16 runs the ordinary kernel."""
+    return (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+
+
 PACKING = _packing_available()
+PACKED_DTYPES = _packed_dtypes() if PACKING else ()
 
 
 class Conv2d(nn.Conv2d):
@@ -39,7 +46,7 @@ class Conv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
         if not (PACKING and x.device.type == "cpu" and x.dtype == weight.dtype and weight.device.type == "cpu"
-                and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()
+                and x.dtype in PACKED_DTYPES and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu") and self.padding_mode == "zeros"
                 and isinstance(self.padding, tuple)):
             return super().forward(x)
