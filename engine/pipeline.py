@@ -25,6 +25,7 @@ from .loading.catalog import CHECKPOINT_SUFFIXES
 from .loras import PromptLoras
 from .preview import fit_latent_rgb
 from .prompts import PromptEncoder, TextTower
+from .refiner import Handover
 from .request import GenerationRequest, GenerationResult
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
 from .sampling import resolve_schedule
@@ -138,10 +139,12 @@ class Pipeline:
     # ------------------------------------------------------------------ generation
     def generate(self, req: GenerationRequest, progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None,
-                 should_skip: Callable[[], bool] | None = None) -> GenerationResult:
+                 should_skip: Callable[[], bool] | None = None, refiner: "Pipeline | None" = None) -> GenerationResult:
         """Run a request. `should_stop` ends the job (its current batch is decoded as it stands);
-        `should_skip` ends only the current batch, as A1111's Interrupt and Skip."""
+        `should_skip` ends only the current batch, as A1111's Interrupt and Skip. `refiner`: the model that
+        takes over at `req.refiner_switch_at` (engine.refiner)."""
         req.validate()
+        refiner = self._usable_refiner(refiner)
         seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
         subseed = req.subseed if req.subseed >= 0 else random.randrange(4294967294)
         total = req.batch_size * req.batch_count
@@ -152,9 +155,8 @@ class Pipeline:
             self.prompts.clear()
         if self.unet.config.is_sdxl and req.control_units:
             raise EngineError("ControlNet with SDXL checkpoints is not available yet")
-        cond = self.prompts.encode(prompt, req.clip_skip)
-        two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
-        uncond = self.prompts.encode(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
+        text = self.encode_prompts(req, prompt)
+        refiner_text = None if refiner is None else refiner.encode_prompts(req, prompt)
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
 
         result = GenerationResult([], seeds, subseeds, [])
@@ -168,8 +170,9 @@ class Pipeline:
 
         for b in range(req.batch_count):
             part = slice(b * req.batch_size, (b + 1) * req.batch_size)
-            latents, interrupted = self._sample(req, seeds[part], subseeds[part], cond, uncond, source, on_step,
-                                                should_stop, should_skip)
+            latents, interrupted, refined = self._sample(req, seeds[part], subseeds[part], text, source,
+                                                         on_step, should_stop, should_skip, refiner, refiner_text)
+            fields = {**lora_fields, **(self._refiner_fields(refiner, req) if refined else {})}
             if latents is not None:
                 pixels = self.decode_latents(latents)
                 if not torch.isfinite(latents).all() or not torch.isfinite(pixels).all():
@@ -180,7 +183,7 @@ class Pipeline:
                     if source is not None:
                         image = images.apply_overlay(image, source.overlay, source.paste_box)
                     index = b * req.batch_size + i
-                    infotext = self.infotext(req, seeds[index], subseeds[index], source, lora_fields)
+                    infotext = self.infotext(req, seeds[index], subseeds[index], source, fields)
                     image.info["parameters"] = infotext
                     result.images.append(image)
                     result.infotexts.append(infotext)
@@ -188,6 +191,27 @@ class Pipeline:
                 result.interrupted = True
                 break
         return result
+
+    def encode_prompts(self, req: GenerationRequest, prompt: str) -> tuple:
+        """(prompt, negative prompt or None when CFG is off) through this model's text towers."""
+        cond = self.prompts.encode(prompt, req.clip_skip)
+        two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
+        return cond, self.prompts.encode(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
+
+    def _usable_refiner(self, refiner: "Pipeline | None") -> "Pipeline | None":
+        if refiner is None or refiner is self:
+            return None
+        if refiner.unet.config.out_channels != self.unet.config.out_channels or \
+                refiner.vae.config.downscale != self.vae.config.downscale:
+            raise EngineError(f"the refiner {refiner.name} works in another latent space than {self.name}")
+        if refiner.unet.config.in_channels != refiner.unet.config.out_channels:
+            raise EngineError(f"the refiner {refiner.name} is an inpainting model; choose a plain one")
+        return refiner
+
+    @staticmethod
+    def _refiner_fields(refiner: "Pipeline", req: GenerationRequest) -> dict:
+        title = f"{refiner.name} [{refiner.model_hash}]" if refiner.model_hash else refiner.name
+        return {"Refiner": title, "Refiner switch at": req.refiner_switch_at}
 
     @property
     def guidance_embedded(self) -> bool:
@@ -206,8 +230,9 @@ class Pipeline:
         return req.is_img2img and resolve_schedule(req.sampler, req.schedule) == "LCM"
 
     @torch.no_grad()
-    def _sample(self, req, seeds, subseeds, cond, uncond, source: Source | None, on_step, should_stop, should_skip):
-        """One batch: (final scaled latents or None, interrupted?)."""
+    def _sample(self, req, seeds, subseeds, text, source: Source | None, on_step, should_stop, should_skip,
+                refiner=None, refiner_text=None):
+        """One batch: (final scaled latents or None, interrupted?, handed over to the refiner?)."""
         device = self.device.device
         spec = SAMPLERS[req.sampler]
         down = self.vae.config.downscale
@@ -243,16 +268,13 @@ class Pipeline:
             concat = concat.expand(n, -1, -1, -1).to(device)
 
         control = Control(req.control_units, req.width, req.height, sigmas, device) if req.control_units else None
-        w_embedding = None
-        if self.guidance_embedded:
-            w_embedding = guidance_embedding(torch.full((n,), req.cfg_scale - 1.0), self.unet.config.time_cond_proj_dim)
-        (cond, pooled), (uncond, uncond_pooled) = cond, uncond or (None, None)
-        conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
-                                    None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
-                                    concat, w_embedding if w_embedding is None else w_embedding.to(device), control)
-        if self.unet.config.is_sdxl:
-            self._micro_conditioning(conditioning, req, pooled, uncond_pooled, n)
+        conditioning = self._conditioning(req, text, concat, control, n)
         denoiser = Denoiser(self.unet, self.schedule, self.prediction_type, spec.boundary)
+        handover = None
+        if refiner is not None:
+            handover = Handover(Denoiser(refiner.unet, refiner.schedule, refiner.prediction_type, spec.boundary),
+                                refiner._conditioning(req, refiner_text, None, None, n), req.refiner_switch_at,
+                                self.schedule)
         last = {}
 
         def model(x, sigma):
@@ -260,7 +282,10 @@ class Pipeline:
                 raise Interrupted
             if should_skip is not None and should_skip():
                 raise Skipped
-            denoised = denoiser(x, sigma, conditioning, req.cfg_scale)
+            if handover is not None and handover.due(sigma):
+                denoised = handover.denoiser(x, sigma, handover.conditioning, req.cfg_scale)
+            else:
+                denoised = denoiser(x, sigma, conditioning, req.cfg_scale)
             if keep is not None:
                 denoised = init * keep + denoised * (1 - keep)
             return denoised
@@ -275,16 +300,33 @@ class Pipeline:
         noise_sampler = noise if spec.noise == "ancestral" else None
         if spec.noise == "brownian":
             noise_sampler = BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), seeds)
+        refined = lambda: handover is not None and handover.switched   # noqa: E731
         try:
             x = spec.function(model, x, sigmas, noise=noise_sampler, callback=callback, **options)
         except Interrupted:
-            return last.get("denoised"), True
+            return last.get("denoised"), True, refined()
         except Skipped:
-            return last.get("denoised"), False
+            return last.get("denoised"), False, refined()
         x = x / (1 + sigmas[-1] ** 2) ** 0.5   # samplers that stop at alpha_bar_0 (DDIM) -> model latent scale
         if keep is not None:
             x = init * keep + x * (1 - keep)
-        return x, False
+        return x, False, refined()
+
+    def _conditioning(self, req: GenerationRequest, text: tuple, concat, control, n: int) -> Conditioning:
+        """This model's UNet inputs beside the latent, for a batch of n: the prompt's and negative prompt's
+        embeddings, inpainting concat, LCM's guidance embedding, ControlNet, SDXL's micro-conditioning."""
+        device = self.device.device
+        w_embedding = None
+        if self.guidance_embedded:
+            w_embedding = guidance_embedding(torch.full((n,), req.cfg_scale - 1.0),
+                                             self.unet.config.time_cond_proj_dim).to(device)
+        (cond, pooled), (uncond, uncond_pooled) = text[0], text[1] or (None, None)
+        conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
+                                    None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
+                                    concat, w_embedding, control)
+        if self.unet.config.is_sdxl:
+            self._micro_conditioning(conditioning, req, pooled, uncond_pooled, n)
+        return conditioning
 
     @property
     def is_refiner(self) -> bool:

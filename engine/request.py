@@ -6,6 +6,7 @@ from PIL import Image
 from .control import ControlUnit
 from .errors import EngineError
 from .images import MASKED_CONTENT, RESIZE_MODES
+from .refiner import DEFAULT_SWITCH_AT
 from .sampling import SAMPLERS, SCHEDULES
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
@@ -47,6 +48,7 @@ class GenerationRequest:
     inpaint_area: str = "Whole picture"
     masked_padding: int = 32
     control_units: list[ControlUnit] = field(default_factory=list)    # ControlNet, summed
+    refiner_switch_at: float = DEFAULT_SWITCH_AT   # fraction of the run after which a refiner, when one is given, takes over
     extra_infotext: dict = field(default_factory=dict)
 
     @property
@@ -95,6 +97,8 @@ class GenerationRequest:
                 f"only-masked padding must be between 0 and {MAX_MASKED_PADDING} pixels, not {self.masked_padding}")
         require(self.eta is None or 0 <= self.eta <= 1, f"eta must be between 0 and 1, not {self.eta}")
         require(0 <= self.s_noise <= 1.1, f"sigma noise (s_noise) must be between 0 and 1.1, not {self.s_noise}")
+        require(0 < self.refiner_switch_at <= 1,
+                f"the refiner's switch point must be a fraction above 0 and at most 1, not {self.refiner_switch_at}")
         require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")
         for unit in self.control_units:
             unit.validate(require)

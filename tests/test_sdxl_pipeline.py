@@ -1,5 +1,7 @@
 """SDXL end to end (slimmed architecture, random weights): the engine against diffusers' StableDiffusionXLPipeline
 with the same weights, seeds and sigmas, pictures compared after rounding to 8 bits; and SDXL folders loading."""
+import copy
+
 import diffusers
 import pytest
 import torch
@@ -60,6 +62,20 @@ def models():
     return dict(unet=unet, vae=vae, clip_l=clip_l, bigg=bigg, engine=engine)
 
 
+@pytest.fixture(scope="module")
+def refiner(models):
+    """The slim refiner UNet (diffusers) and an engine refiner holding its weights and the base's bigG and VAE."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        unet = diffusers.UNet2DConditionModel(**SLIM_REFINER).eval()
+    base = models["engine"]
+    engine = Pipeline(engine_twin(UNet2DConditionModel, UNetConfig.from_dict(dict(unet.config)), unet), base.vae,
+                      base.prompts.towers[1].encoder, CLIPTokenizer(0), "epsilon", Device.cpu_fp32(),
+                      "refiner-random.safetensors")
+    engine.model_hash = "abcdef0123"
+    return dict(unet=unet, engine=engine)
+
+
 def reference(models, scheduler):
     return diffusers.StableDiffusionXLPipeline(
         vae=models["vae"], text_encoder=models["clip_l"], text_encoder_2=models["bigg"], tokenizer=hf_tokenizer(),
@@ -110,19 +126,44 @@ def test_an_sdxl_diffusers_folder_loads_and_makes_the_same_picture(models, tmp_p
     assert list(loaded.generate(req).images[0].getdata()) == list(models["engine"].generate(req).images[0].getdata())
 
 
-def test_an_sdxl_refiner_folder_loads_with_bigg_alone_and_the_aesthetic_score(models, tmp_path):
-    torch.manual_seed(1)
-    refiner_unet = diffusers.UNet2DConditionModel(**SLIM_REFINER).eval()
-    diffusers.StableDiffusionXLImg2ImgPipeline(
+def reference_refiner(models, refiner, scheduler):
+    return diffusers.StableDiffusionXLImg2ImgPipeline(
         vae=models["vae"], text_encoder=None, text_encoder_2=models["bigg"], tokenizer=None,
-        tokenizer_2=hf_tokenizer(pad_token="!"), unet=refiner_unet,
-        scheduler=diffusers.EulerDiscreteScheduler(**SD_SCHEDULER), requires_aesthetics_score=True,
-        add_watermarker=False).save_pretrained(tmp_path / "refiner")
-    refiner = load_pipeline(tmp_path / "refiner", Device.cpu_fp32())
-    assert refiner.family == "SDXL refiner" and refiner.is_refiner and len(refiner.prompts.towers) == 1
-    result = refiner.generate(GenerationRequest(prompt=PROMPT, sampler="Euler", steps=2, width=SIZE, height=SIZE,
-                                                seed=SEED))
-    assert result.images[0].size == (SIZE, SIZE)
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=refiner["unet"], scheduler=scheduler,
+        requires_aesthetics_score=True, add_watermarker=False)
+
+
+def test_an_sdxl_refiner_folder_loads_with_bigg_alone_and_the_aesthetic_score(models, refiner, tmp_path):
+    reference_refiner(models, refiner, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER)).save_pretrained(
+        tmp_path / "refiner")
+    loaded = load_pipeline(tmp_path / "refiner", Device.cpu_fp32())
+    assert loaded.family == "SDXL refiner" and loaded.is_refiner and len(loaded.prompts.towers) == 1
+    req = GenerationRequest(prompt=PROMPT, sampler="Euler", steps=2, width=SIZE, height=SIZE, seed=SEED)
+    assert list(loaded.generate(req).images[0].getdata()) == list(refiner["engine"].generate(req).images[0].getdata())
+
+
+def test_the_refiner_takes_over_mid_run_as_diffusers_base_then_refiner(models, refiner):
+    """A1111's hand-over within one Euler run equals diffusers' base with denoising_end followed by the refiner
+    with denoising_start at the same point (Euler keeps no history). Of 6 steps (timesteps 999, 799, 599, 400,
+    200, 0), switching at 0.7 gives the last two to the refiner."""
+    base = models["engine"]
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="Euler", steps=6, cfg_scale=6,
+                            width=SIZE, height=SIZE, seed=SEED, refiner_switch_at=0.7)
+    ours = base.generate(req, refiner=refiner["engine"])
+    sigmas = make_sigmas("Euler", "Automatic", 6, base.schedule).tolist()
+    scheduler = lambda: diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="linspace")  # noqa: E731
+    latents = reference(models, scheduler())(
+        PROMPT, negative_prompt=NEGATIVE, guidance_scale=6, height=SIZE, width=SIZE, sigmas=sigmas,
+        denoising_end=0.7, generator=generators([SEED]), output_type="latent").images
+    ref = reference_refiner(models, refiner, scheduler())(
+        PROMPT, negative_prompt=NEGATIVE, image=latents, guidance_scale=6, sigmas=sigmas, denoising_start=0.7,
+        output_type="np").images
+    assert_images_agree(ours.images, ref)
+    assert "Refiner: refiner-random [abcdef0123], Refiner switch at: 0.7" in ours.infotexts[0]
+    alone = base.generate(GenerationRequest(**{**req.__dict__, "refiner_switch_at": 1.0}), refiner=refiner["engine"])
+    assert "Refiner" not in alone.infotexts[0]          # switching at 1 never hands over, as in A1111
+    assert list(alone.images[0].getdata()) == list(base.generate(req).images[0].getdata())
+    assert list(alone.images[0].getdata()) != list(ours.images[0].getdata())
 
 
 def test_the_sgm_writer_agrees_with_diffusers_converter(models):
@@ -161,19 +202,18 @@ def test_an_sgm_single_file_loads_and_matches_the_diffusers_folder(models, tmp_p
 
 
 def _folder_of(models, tmp_path, dtype):
-    pipe = reference(models, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER))
-    pipe.to(dtype).save_pretrained(tmp_path / "folder")
-    pipe.to(torch.float32)
+    """The module's models in a diffusers folder at `dtype`; a copy is rounded, the fixture's weights stay as they are."""
+    copy.deepcopy(reference(models, diffusers.EulerDiscreteScheduler(**SD_SCHEDULER))).to(dtype).save_pretrained(
+        tmp_path / "folder")
     return tmp_path / "folder"
 
 
-def test_an_sgm_refiner_file_loads_with_bigg_alone(models, tmp_path):
+def test_an_sgm_refiner_file_loads_with_bigg_alone(models, refiner, tmp_path):
     from safetensors.torch import save_file
 
     from tests.reference import sgm_state_dict
-    torch.manual_seed(1)
-    refiner_unet = diffusers.UNet2DConditionModel(**SLIM_REFINER).eval()
-    save_file(sgm_state_dict(refiner_unet, models["vae"], None, models["bigg"]), tmp_path / "refiner.safetensors")
-    refiner = load_pipeline(tmp_path / "refiner.safetensors", Device.cpu_fp32())
-    assert refiner.family == "SDXL refiner" and len(refiner.prompts.towers) == 1
-    assert refiner.generate(GenerationRequest(prompt=PROMPT, steps=2, width=SIZE, height=SIZE, seed=1)).images
+    save_file(sgm_state_dict(refiner["unet"], models["vae"], None, models["bigg"]), tmp_path / "refiner.safetensors")
+    loaded = load_pipeline(tmp_path / "refiner.safetensors", Device.cpu_fp32())
+    assert loaded.family == "SDXL refiner" and len(loaded.prompts.towers) == 1
+    req = GenerationRequest(prompt=PROMPT, steps=2, width=SIZE, height=SIZE, seed=1)
+    assert list(loaded.generate(req).images[0].getdata()) == list(refiner["engine"].generate(req).images[0].getdata())

@@ -52,6 +52,21 @@ def _indices(source: TensorSource, pattern: str) -> list[int]:
     return sorted(found)
 
 
+def _transformer_depths(source, p: str, levels, has_attention) -> list[int]:
+    """Transformer depth per level (SDXL base: 1, 2, 10). As in diffusers' config, the last entry is also the
+    middle block's depth; a level without attention counts 1, or the middle block's depth if it is the last."""
+    def depth(prefix):
+        return len(_indices(source, re.escape(prefix) + r"transformer_blocks\.(\d+)\."))
+    mid = depth(p + "middle_block.1.")
+    depths = [depth(p + f"input_blocks.{level[0]}.1.") if a else 1 for level, a in zip(levels, has_attention)]
+    if not has_attention[-1]:
+        depths[-1] = mid
+    elif depths[-1] != mid:
+        raise UnsupportedArchitectureError(f"the middle block has {mid} transformer layers and the last level "
+                                           f"{depths[-1]}: a layout diffusers' UNet cannot hold")
+    return depths
+
+
 def unet_config(source: TensorSource, yaml_params: dict) -> dict:
     """diffusers UNet2DConditionModel config from an LDM checkpoint's shapes (+ sidecar yaml hints)."""
     p = UNET_PREFIX
@@ -86,9 +101,7 @@ def encoder_config(source: TensorSource, p: str, yaml_params: dict) -> dict:
         raise UnsupportedArchitectureError("the UNet has no cross-attention layers: not a text-to-image SD model")
     context_dim = source.shape(attn_keys[0])[1]
     first_attn = p + f"input_blocks.{levels[has_attention.index(True)][0]}.1."
-    # transformer depth per level (SDXL: 1, 2, 10); a level without attention counts 1, as diffusers writes it
-    depths = [len(_indices(source, re.escape(p + f"input_blocks.{level[0]}.1.") + r"transformer_blocks\.(\d+)\."))
-              or 1 for level in levels]
+    depths = _transformer_depths(source, p, levels, has_attention)
     linear = len(source.shape(first_attn + "proj_in.weight")) == 2
     sdxl = p + "label_emb.0.0.weight" in source
 

@@ -6,6 +6,7 @@ import torch
 import yaml
 
 from ..models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
+from ..errors import UnsupportedArchitectureError
 from . import detect
 from .assembly import ModelComponents, assemble
 from .ldm_names import OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key, unet_key, vae_key
@@ -25,13 +26,24 @@ def sidecar_yaml(path: Path) -> dict:
     return params if isinstance(params, dict) else {}
 
 
-def _unet_fetch(source: TensorSource, config: UNetConfig):
+def _unet_fetch(source: TensorSource, config: UNetConfig, used: set):
     up_attention = {i for i, kind in enumerate(config.up_block_types) if kind.startswith("CrossAttn")}
 
     def fetch(name):
         key = UNET_PREFIX + unet_key(name, config.layers_per_block, up_attention)
-        return source.get(key) if key in source else None
+        if key not in source:
+            return None
+        used.add(key)
+        return source.get(key)
     return fetch
+
+
+def _check_all_used(source: TensorSource, used: set, what: str) -> None:
+    """Every UNet tensor of the file has found its place: else the layout read from it is not the file's."""
+    left = sorted(k for k in source.keys() if k.startswith(UNET_PREFIX) and k not in used)
+    if left:
+        raise UnsupportedArchitectureError(f"{what}: {len(left)} tensors have no place in the layout read from the "
+                                           f"file, e.g. {', '.join(left[:3])}")
 
 
 def vae_fetch(source: TensorSource, config: VAEConfig, prefix: str):
@@ -68,8 +80,10 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
     unet_params = params.get("unet_config", {}).get("params", {})
 
     unet_cfg = UNetConfig.from_dict(detect.unet_config(source, unet_params))
-    unet = assemble(UNet2DConditionModel, unet_cfg, _unet_fetch(source, unet_cfg), f"{path.name} UNet", dtype, device,
-                    source.fresh)
+    used = set()
+    unet = assemble(UNet2DConditionModel, unet_cfg, _unet_fetch(source, unet_cfg, used), f"{path.name} UNet", dtype,
+                    device, source.fresh)
+    _check_all_used(source, used, f"{path.name} UNet")
 
     ddconfig = params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {})
     scale = params.get("scale_factor", SDXL_SCALE if unet_cfg.is_sdxl else 0.18215)
