@@ -97,8 +97,8 @@ class GenerationRequest:
                 f"only-masked padding must be between 0 and {MAX_MASKED_PADDING} pixels, not {self.masked_padding}")
         require(self.eta is None or 0 <= self.eta <= 1, f"eta must be between 0 and 1, not {self.eta}")
         require(0 <= self.s_noise <= 1.1, f"sigma noise (s_noise) must be between 0 and 1.1, not {self.s_noise}")
-        require(0 < self.refiner_switch_at <= 1,
-                f"the refiner's switch point must be a fraction above 0 and at most 1, not {self.refiner_switch_at}")
+        require(0 <= self.refiner_switch_at <= 1,
+                f"the refiner's switch point must be a fraction from 0 to 1, not {self.refiner_switch_at}")
         require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")
         for unit in self.control_units:
             unit.validate(require)

@@ -6,6 +6,7 @@ import diffusers
 import pytest
 import torch
 import transformers
+from safetensors.torch import save_file
 
 from engine import Device, GenerationRequest, load_pipeline
 from engine.models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
@@ -32,6 +33,27 @@ SLIM_REFINER = dict(SLIM_REFINER_UNET, sample_size=16, cross_attention_dim=128, 
 SDXL_VAE = dict(block_out_channels=(32, 64, 64), layers_per_block=1, latent_channels=4, norm_num_groups=32,
                 down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
                 scaling_factor=0.13025, sample_size=64)
+
+
+def slim_sdxl_file(path):
+    """A slim SDXL base as an fp16 SGM single file, as A1111 users keep them (random weights, seed 0)."""
+    from tests.reference import sgm_state_dict
+    torch.manual_seed(0)
+    with torch.no_grad():
+        parts = (diffusers.UNet2DConditionModel(**SLIM_UNET), diffusers.AutoencoderKL(**SDXL_VAE),
+                 transformers.CLIPTextModel(transformers.CLIPTextConfig(**CLIP_L)),
+                 transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**BIGG)))
+    save_file({k: v.half().contiguous() for k, v in sgm_state_dict(*parts).items()}, path)
+
+
+def slim_refiner_file(path):
+    """A slim SDXL refiner (bigG alone) as an fp16 SGM single file (random weights, seed 1)."""
+    from tests.reference import sgm_state_dict
+    torch.manual_seed(1)
+    with torch.no_grad():
+        unet, vae = diffusers.UNet2DConditionModel(**SLIM_REFINER), diffusers.AutoencoderKL(**SDXL_VAE)
+        bigg = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**BIGG))
+    save_file({k: v.half().contiguous() for k, v in sgm_state_dict(unet, vae, None, bigg).items()}, path)
 
 
 def hf_tokenizer(pad_token=None):
@@ -184,8 +206,6 @@ def test_the_sgm_writer_agrees_with_diffusers_converter(models):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32 file", "fp16 file"])
 def test_an_sgm_single_file_loads_and_matches_the_diffusers_folder(models, tmp_path, dtype):
-    from safetensors.torch import save_file
-
     from tests.reference import sgm_state_dict
     sgm = sgm_state_dict(models["unet"], models["vae"], models["clip_l"], models["bigg"])
     save_file({k: v.to(dtype).contiguous() for k, v in sgm.items()}, tmp_path / "sdxl-model.safetensors")
@@ -209,8 +229,6 @@ def _folder_of(models, tmp_path, dtype):
 
 
 def test_an_sgm_refiner_file_loads_with_bigg_alone(models, refiner, tmp_path):
-    from safetensors.torch import save_file
-
     from tests.reference import sgm_state_dict
     save_file(sgm_state_dict(refiner["unet"], models["vae"], None, models["bigg"]), tmp_path / "refiner.safetensors")
     loaded = load_pipeline(tmp_path / "refiner.safetensors", Device.cpu_fp32())

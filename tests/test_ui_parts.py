@@ -11,6 +11,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from ui.jobs import Jobs, format_eta, progress_html
 from ui.png_info import form_values, read_parameters, sampler_and_schedule
+from ui.refiner import pasted
 from ui.settings import Settings, load_settings, save_settings
 from webui import credentials
 
@@ -89,6 +90,16 @@ def test_old_style_sampler_names_split_into_sampler_and_schedule():
 def run_webui(*flags, timeout=120):
     return subprocess.run([sys.executable, "webui.py", *flags], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def test_png_info_pastes_the_refiner_by_name_and_switch_point():
+    names = ["sdxl/base.safetensors", "sdxl/refiner-1.0.safetensors"]
+    fields = {"Refiner": "refiner-1.0 [7440042bbd]", "Refiner switch at": "0.7"}
+    assert pasted(fields, names) == [True, "sdxl/refiner-1.0.safetensors", 0.7]
+    skip = pasted({}, names)
+    assert skip[0] is False
+    missing = pasted({"Refiner": "elsewhere [0123456789]"}, names)
+    assert missing[0] is False and missing[2] == 0.8
 
 
 def test_bad_flags_stop_with_a_clear_message(tmp_path):

@@ -5,6 +5,7 @@ from engine.images import MASKED_CONTENT, RESIZE_MODES
 from engine.request import INPAINT_AREAS
 
 from .generation_form import build_request, prompt_box, sampling_controls
+from .refiner import refiner_controls
 from .results import results_panel, run_generation
 from .studio import Destination, Studio, Tab
 
@@ -50,6 +51,7 @@ def build(studio: Studio) -> None:
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode")
             strength = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img_strength")
             controls = sampling_controls(studio, "img2img", last_seed)
+            refiner = refiner_controls(studio, "img2img")
         with gr.Column(scale=2):
             panel = results_panel(studio, "img2img", last_seed)
     studio.forms["img2img"] = (box, controls)
@@ -59,7 +61,9 @@ def build(studio: Studio) -> None:
                                                  subtabs, "img2img_inpaint")
 
     def run(values):
-        extra = dict(denoising_strength=float(values[strength]), resize_mode=values[resize_mode])
+        refiner_name, switch_at = refiner.chosen(values)
+        extra = dict(denoising_strength=float(values[strength]), resize_mode=values[resize_mode],
+                     refiner_switch_at=switch_at)
         if values[mode] == "inpaint":
             picture, mask = mask_from_editor(values[editor])
             extra.update(init_image=picture, mask=mask, mask_blur=int(values[mask_blur]),
@@ -69,10 +73,11 @@ def build(studio: Studio) -> None:
             if values[init_image] is None:
                 raise gr.Error("Upload a picture first.")
             extra["init_image"] = values[init_image]
-        yield from run_generation(studio, "img2img", build_request(box, controls, values, **extra))
+        yield from run_generation(studio, "img2img", build_request(box, controls, values, **extra),
+                                  refiner=refiner_name)
 
     inputs = {box.prompt, box.negative, *controls.components(), mode, init_image, editor, strength, resize_mode,
-              mask_blur, mask_mode, masked_content, inpaint_area, padding}
+              mask_blur, mask_mode, masked_content, inpaint_area, padding, *refiner.components()}
     box.generate.click(run, inputs, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
                        show_progress="minimal", show_progress_on=panel.progress)
 

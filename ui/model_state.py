@@ -27,6 +27,7 @@ class ModelState:
         self._lock = threading.Lock()          # one load or generation at a time
         self._controlnets: dict[Path, object] = {}   # loaded ControlNets by file, the two most recent
         self._side: dict[Path, Pipeline] = {}        # one more checkpoint a tab asked for by name (Consistency)
+        self._refiner: dict[Path, Pipeline] = {}     # the refiner last asked for, kept loaded beside the model
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -158,16 +159,20 @@ class ModelState:
                               "Models & Settings.")
         if checkpoint is None:
             return self.pipeline
+        return self._opened(checkpoint, self._side)
+
+    def _opened(self, checkpoint: str, cache: dict) -> Pipeline:
+        """The loaded model if it is `checkpoint`, else that checkpoint opened into `cache` (which keeps one)."""
         path = self.resolve(checkpoint)
         if self.pipeline is not None and self.pipeline.source.resolve() == path:
             return self.pipeline
-        if path not in self._side:
+        if path not in cache:
+            cache.clear()
             try:
-                pipeline = self._open(path)
+                cache[path] = self._open(path)
             except FileNotFoundError as e:
                 raise EngineError(f"{checkpoint} not found in {self.checkpoint_dir}: {e}") from e
-            self._side = {path: pipeline}
-        return self._side[path]
+        return cache[path]
 
     def load_in_background(self, path: Path) -> threading.Thread:
         self.loading = Path(path).name
@@ -177,7 +182,10 @@ class ModelState:
         return thread
 
     def generate(self, request: GenerationRequest, progress=None, should_stop=None, should_skip=None,
-                 checkpoint: str | None = None) -> GenerationResult:
-        """Run a request on the loaded model, or on `checkpoint` when a tab names its own."""
+                 checkpoint: str | None = None, refiner: str | None = None) -> GenerationResult:
+        """Run a request on the loaded model, or on `checkpoint` when a tab names its own; `refiner` names the
+        checkpoint that takes over at request.refiner_switch_at (kept loaded beside the model for the next run)."""
         with self._lock:
-            return self._pipeline_for(checkpoint).generate(request, progress, should_stop, should_skip)
+            pipeline = self._pipeline_for(checkpoint)
+            refining = self._opened(refiner, self._refiner) if refiner else None
+            return pipeline.generate(request, progress, should_stop, should_skip, refining)

@@ -78,10 +78,11 @@ def _previewer(studio: Studio, checkpoint: str | None = None) -> Previewer | Non
 
 
 def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpoint: str | None = None,
-                   owner: str = "", save: bool = True):
+                   owner: str = "", save: bool = True, refiner: str | None = None):
     """Generator for a Gradio event: yields panel updates while the engine works in a thread.
     `checkpoint` names a model other than the loaded one; `owner` marks a live run its session may cancel;
-    `save` False shows the pictures without saving them (live previews)."""
+    `save` False shows the pictures without saving them (live previews); `refiner` names the checkpoint that
+    takes over at request.refiner_switch_at."""
     job = Job(tab, owner)
     outcome = {}
     previewer = _previewer(studio, checkpoint)
@@ -95,7 +96,7 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
     def work():
         try:
             outcome["result"] = studio.jobs.run(job, lambda: studio.state.generate(
-                request, on_progress, job.should_stop, job.take_skip, checkpoint))
+                request, on_progress, job.should_stop, job.take_skip, checkpoint, refiner))
         except EngineError as e:
             outcome["error"] = str(e)
         except Exception as e:   # a bug or an out-of-memory: say so, keep serving

@@ -49,6 +49,7 @@ class Studio:
     size_sliders: list[tuple] = field(default_factory=list)     # (width, height) pairs to follow the model
     pending_sends: list[tuple] = field(default_factory=list)    # (button, names, chooser, results, selected)
     forms: dict[str, tuple] = field(default_factory=dict)       # tab id -> (PromptBox, SamplingControls)
+    refiners: dict[str, object] = field(default_factory=dict)   # tab id -> refiner.RefinerControls
     annotators: object = None                                   # extensions.ExtensionAPI: ControlNet preprocessors
     controlnet_tabs: gr.Tabs | None = None
 

@@ -92,6 +92,8 @@ def to_request(payload: GenerationPayload, native_size: int, clip_skip: int = 1)
                   subseed=payload.subseed, subseed_strength=payload.subseed_strength,
                   batch_size=payload.batch_size, batch_count=payload.n_iter, eta=payload.eta,
                   s_noise=payload.s_noise, clip_skip=clip_skip)
+    if payload.refiner_switch_at is not None:
+        fields["refiner_switch_at"] = payload.refiner_switch_at
     if isinstance(payload, Img2ImgPayload):
         fields.update(img2img_fields(payload))
     return GenerationRequest(**fields)

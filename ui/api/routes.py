@@ -58,13 +58,15 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
                                                                           studio.settings.clip_skip)))
         scripts = {k.lower(): v for k, v in (payload.alwayson_scripts or {}).items()}
         request.control_units = control_units(studio, scripts.get("controlnet"), request.width, request.height)
+        refiner = payload.refiner_checkpoint
+        refiner = checkpoint_name(studio, refiner, "refiner_checkpoint") if refiner not in (None, "", "None") else None
         job = Job(f"api-{tab}")
 
         def on_progress(done, total, denoised):
             job.steps_done, job.total_steps, job.latent = done, total, denoised[:1]
 
         result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
-                                                      checkpoint))
+                                                      checkpoint, refiner))
         warnings = unused_field_warnings(payload)
         if payload.save_images:
             try:
@@ -278,13 +280,13 @@ def lora_paths(studio: Studio) -> list[Path]:
     return list_loras(studio.state.lora_dir)
 
 
-def checkpoint_name(studio: Studio, wanted: str) -> str:
+def checkpoint_name(studio: Studio, wanted: str, field: str = "sd_model_checkpoint") -> str:
     """A1111 clients name a checkpoint by title ("name [hash]"), file name or stem."""
     names = studio.state.checkpoint_names()
     found = pick_name(wanted, names)
     if found is not None:
         return found
-    raise PayloadError(f"sd_model_checkpoint: no checkpoint {wanted.split(' [')[0].strip()!r} in "
+    raise PayloadError(f"{field}: no checkpoint {wanted.split(' [')[0].strip()!r} in "
                        f"{studio.state.checkpoint_dir} "
                        f"(have: {', '.join(names) or 'none'})")
 

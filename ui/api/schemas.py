@@ -1,5 +1,5 @@
 """Request bodies of AUTOMATIC1111's API: the same field names and defaults, so existing clients send what
-they always send. Fields this app has no use for yet (restore_faces, tiling, hires fix, refiner, styles, ...)
+they always send. Fields this app has no use for yet (restore_faces, tiling, hires fix, styles, ...)
 are accepted, and named in the answer's `info["warnings"]` when they ask for something (see unused.py)."""
 from typing import Annotated, Any
 
@@ -41,6 +41,8 @@ class GenerationPayload(BaseModel):
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None      # None: 0.8, the page's default
 
 
 class Txt2ImgPayload(GenerationPayload):

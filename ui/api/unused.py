@@ -10,7 +10,6 @@ OFF = {   # field -> the values that ask for nothing
     "styles": (None, []), "seed_resize_from_h": (None, -1, 0), "seed_resize_from_w": (None, -1, 0),
     "restore_faces": (None, False), "tiling": (None, False), "enable_hr": (None, False),
     "s_churn": (None, 0), "s_tmin": (None, 0), "s_tmax": (None, 0, math.inf), "s_min_uncond": (None, 0),
-    "refiner_checkpoint": (None, "", "None"), "refiner_switch_at": (None, 0, 1),
     "disable_extra_networks": (None, False), "initial_noise_multiplier": (None, 1),
     "latent_mask": (None, ""), "override_settings_restore_afterwards": (None, True),
 }
