@@ -11,10 +11,12 @@ from .loading.lora import LoraError, LoraPatcher, parse_lora_tags, read_lora
 
 
 class PromptLoras:
-    def __init__(self, unet, text_encoder, folder: Path | None = None):
-        self.unet, self.text_encoder = unet, text_encoder
+    def __init__(self, components: dict, folder: Path | None = None):
+        """`components`: the modules a LoRA may patch, by PEFT's names ("unet", "text_encoder",
+        "text_encoder_2")."""
+        self.components = components
         self.folder = folder
-        self.patcher = LoraPatcher({"unet": unet, "text_encoder": text_encoder})
+        self.patcher = LoraPatcher(components)
         self._files: dict[tuple, tuple] = {}    # (path, mtime) -> (layers, short hash) of the files used
 
     def available(self) -> list[Path]:
@@ -39,7 +41,7 @@ class PromptLoras:
             stamp = (str(path), path.stat().st_mtime_ns)
             if stamp not in self._files:
                 self._files = {k: v for k, v in self._files.items() if k[0] != str(path)}
-                self._files[stamp] = (read_lora(path, self.unet, self.text_encoder), _short_hash(path))
+                self._files[stamp] = (read_lora(path, self.components), _short_hash(path))
             layers, short_hash = self._files[stamp]
             wanted.append((layers, te, unet))
             key.append((stamp, te, unet))

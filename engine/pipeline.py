@@ -58,9 +58,16 @@ class Pipeline:
         self._own_vae = vae
         self.schedule = DiscreteSchedule(zero_terminal_snr=zero_terminal_snr)
         self.prompts = PromptEncoder(text_encoder, tokenizer, second=second_text, sdxl=unet.config.is_sdxl)
-        self.loras = PromptLoras(unet, text_encoder)   # set .loras.folder to models/Lora to use <lora:...> tags
+        self.loras = PromptLoras(self._lora_targets())   # set .loras.folder to models/Lora to use <lora:...> tags
 
     # ------------------------------------------------------------------ the model
+    def _lora_targets(self) -> dict:
+        """The modules a LoRA patches, by PEFT's names: SDXL's bigG is text_encoder_2, the refiner's too."""
+        towers = [tower.encoder for tower in self.prompts.towers]
+        if not self.unet.config.is_sdxl:
+            return {"unet": self.unet, "text_encoder": towers[0]}
+        return {"unet": self.unet, **dict(zip(["text_encoder", "text_encoder_2"][-len(towers):], towers))}
+
     @property
     def name(self) -> str:
         return self.source.stem if self.source.suffix.lower() in CHECKPOINT_SUFFIXES else self.source.name

@@ -1,11 +1,14 @@
 """LoRA files (Hu et al. 2021) as weight patches: W' = W + strength * (alpha / rank) * up @ down.
 
 Formats read:
-- kohya / A1111: `lora_unet_<diffusers module path, dots as underscores>.lora_down.weight`, `.lora_up.weight`
-  and `.alpha`; `lora_te_text_model_...` for the text encoder. LoCon conv layers carry a k x k `lora_down`
-  and a 1 x 1 `lora_up`. LCM-LoRA for SD1.5 is such a file.
+- kohya / A1111: `lora_unet_<module path, dots as underscores>.lora_down.weight`, `.lora_up.weight` and
+  `.alpha`, the path in diffusers' names (`down_blocks_1_attentions_0_...`) or in LDM / SGM's
+  (`input_blocks_4_1_transformer_blocks_0_...`, `middle_block_1_...`, `output_blocks_...`);
+  `lora_te_text_model_...` for the text encoder, for SDXL `lora_te1_` (CLIP ViT-L) and `lora_te2_` (OpenCLIP
+  bigG). LoCon conv layers carry a k x k `lora_down` and a 1 x 1 `lora_up`. LCM-LoRA is such a file.
 - diffusers / PEFT: `unet.<module path>.lora_A.weight` (down), `.lora_B.weight` (up), optional `.alpha`;
-  `text_encoder.<module path>` for the text encoder. Without alpha the scale is 1 (alpha = rank).
+  `text_encoder.<module path>` (SDXL also `text_encoder_2.`). Without alpha the scale is 1 (alpha = rank).
+A LoRA of the other family (SDXL's two text towers against SD1.x / SD2.x's one) is refused by name.
 
 A `LoraPatcher` adds the deltas in place and keeps the original tensors, so `restore()` gives back the
 exact weights (ComfyUI's model_patcher idea: key-addressed patches, backup and restore).
@@ -17,10 +20,13 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
+from .ldm_names import unet_key
 from .tensor_files import open_tensors
 
-KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_te_": "text_encoder"}
-PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "text_encoder"}
+KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
+                  "lora_te2_": "text_encoder_2"}
+PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "text_encoder", "text_encoder_2.": "text_encoder_2"}
+SDXL_MARKERS = ("lora_te1_", "lora_te2_", "text_encoder_2.")
 TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::([^:>]*))?>")
 
 
@@ -30,7 +36,7 @@ class LoraError(ModelLoadError):
 
 @dataclass(frozen=True)
 class LoraLayer:
-    component: str          # "unet" or "text_encoder"
+    component: str          # "unet", "text_encoder" or (SDXL's bigG) "text_encoder_2"
     module: str             # the module's path in that component, diffusers / transformers names
     down: torch.Tensor      # (rank, in, *kernel)
     up: torch.Tensor        # (out, rank, 1, 1) or (out, rank)
@@ -43,7 +49,7 @@ class LoraLayer:
         product = self.up.flatten(1).float() @ self.down.flatten(1).float()
         if product.numel() != weight_shape.numel():
             raise LoraError(f"LoRA layer {self.module}: {tuple(self.up.shape)} x {tuple(self.down.shape)} does not "
-                            f"fit a weight of shape {tuple(weight_shape)}")
+                            f"fit a weight of shape {tuple(weight_shape)} (a LoRA made for another model?)")
         return (product * scale).reshape(weight_shape)
 
 
@@ -53,16 +59,38 @@ def _kohya_names(model: torch.nn.Module, prefix: str) -> dict[str, str]:
             if isinstance(getattr(m, "weight", None), torch.Tensor)}
 
 
-def read_lora(path: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> list[LoraLayer]:
-    """The layers of a LoRA file, matched to the modules of this model. Unknown keys are an error only when
-    nothing at all matches (then it is not a LoRA for this model)."""
+def _kohya_unet_names(unet: torch.nn.Module) -> dict[str, str]:
+    """The UNet's kohya names in diffusers' module paths and in LDM / SGM's -> the diffusers path."""
+    names = _kohya_names(unet, "lora_unet_")
+    config = unet.config
+    up_attention = {i for i, kind in enumerate(config.up_block_types) if kind.startswith("CrossAttn")}
+    for kohya_name, path in list(names.items()):
+        try:
+            ldm = unet_key(path + ".weight", config.layers_per_block, up_attention).removesuffix(".weight")
+        except KeyError:
+            continue
+        names.setdefault("lora_unet_" + ldm.replace(".", "_"), path)
+    return names
+
+
+def read_lora(path: Path, components: dict[str, torch.nn.Module]) -> list[LoraLayer]:
+    """The layers of a LoRA file, matched to the modules of this model (`components`: "unet", "text_encoder"
+    and for SDXL "text_encoder_2", as PEFT names them). Unknown keys are an error only when nothing at all
+    matches (then it is not a LoRA for this model)."""
     path = Path(path)
     try:
         source = open_tensors(path)
         tensors = {k: source.get(k) for k in source.keys()}
     except ModelLoadError as e:
         raise LoraError(f"LoRA {path.name}: {e}") from e
-    kohya = {**_kohya_names(unet, "lora_unet_"), **_kohya_names(text_encoder, "lora_te_text_model_")}
+    sdxl_model, sdxl_lora = "text_encoder_2" in components, any(k.startswith(SDXL_MARKERS) for k in tensors)
+    if sdxl_lora != sdxl_model or (sdxl_model and any(k.startswith("lora_te_") for k in tensors)):
+        made_for, loaded = ("SDXL", "an SD1.x / SD2.x") if not sdxl_model else ("SD1.x / SD2.x", "an SDXL")
+        raise LoraError(f"{path.name} is a LoRA made for {made_for} models; the loaded model is {loaded} one")
+    kohya = _kohya_unet_names(components["unet"])
+    for prefix, component in KOHYA_PREFIXES.items():
+        if component != "unet" and component in components:
+            kohya |= _kohya_names(components[component], prefix + "text_model_")
     layers, seen = [], set()
     for key in tensors:
         base, kind = _split(key)
@@ -74,14 +102,14 @@ def read_lora(path: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) 
         if f"{base}.{down_key}" not in tensors or f"{base}.{up_key}" not in tensors:
             raise LoraError(f"LoRA {path.name}: {base} lacks {down_key} or {up_key}")
         component, module = _target(base, kind, kohya)
-        if module is None:
+        if module is None or component not in components:
             continue
         alpha = tensors.get(f"{base}.alpha")
         layers.append(LoraLayer(component, module, tensors[f"{base}.{down_key}"], tensors[f"{base}.{up_key}"],
                                 None if alpha is None else float(alpha)))
     if not layers:
         raise LoraError(f"{path.name} is not a LoRA for this model: none of its {len(seen)} layers name a layer "
-                        "of the loaded UNet or text encoder (an SDXL LoRA on an SD1.5 model?)")
+                        "of the loaded UNet or text encoders")
     return layers
 
 
@@ -99,7 +127,7 @@ def _target(base: str, kind: str, kohya: dict[str, str]) -> tuple[str, str | Non
     for prefix, component in PEFT_PREFIXES.items():
         if base.startswith(prefix):
             module = base[len(prefix):]
-            return component, module.removeprefix("text_model.") if component == "text_encoder" else module
+            return component, module.removeprefix("text_model.") if component != "unet" else module
     return "unet", None
 
 
@@ -135,7 +163,7 @@ class LoraPatcher:
         deltas: dict[tuple[str, str], torch.Tensor] = {}
         for layers, te_strength, unet_strength in loras:
             for layer in layers:
-                strength = te_strength if layer.component == "text_encoder" else unet_strength
+                strength = unet_strength if layer.component == "unet" else te_strength
                 weight = self._weight(layer.component, layer.module)
                 target = (layer.component, layer.module)
                 delta = layer.delta(weight.shape) * strength
