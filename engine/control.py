@@ -80,9 +80,9 @@ class Control:
         return step / steps if steps else 0.0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
-                 is_cond: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor] | None:
+                 is_cond: torch.Tensor, added: dict | None = None) -> tuple[list[torch.Tensor], torch.Tensor] | None:
         """x: the UNet's (scaled) latent input, 4 channels; is_cond: (B,) 1 for rows of the prompt, 0 for the
-        negative prompt. None when no unit is active at this step."""
+        negative prompt; `added`: SDXL's micro-conditioning of those rows. None when no unit is active."""
         fraction = self.progress(sigma)
         total_down, total_mid = None, None
         for unit, hint in zip(self.units, self.hints):
@@ -90,7 +90,7 @@ class Control:
                 continue
             model = unit.model
             down, mid = model(x.to(model.dtype), t, context.to(model.dtype),
-                              hint.expand(x.shape[0], -1, -1, -1).to(model.dtype))
+                              hint.expand(x.shape[0], -1, -1, -1).to(model.dtype), **(added or {}))
             scales = unit.scales(len(down) + 1)
             mask = is_cond.to(x.dtype)[:, None, None, None] if unit.cond_only else 1.0
             down = [d * (s * mask) for d, s in zip(down, scales)]

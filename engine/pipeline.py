@@ -40,6 +40,14 @@ Progress = Callable[[int, int, torch.Tensor], None]   # (steps done, steps in th
 REFINER_SCORE, REFINER_NEGATIVE_SCORE = 6.0, 2.5       # A1111: sdxl_refiner_high_ and _low_aesthetic_score
 
 
+def family_of(config) -> str:
+    """The model family a UNet (or a ControlNet's copy of one) belongs to, from its config."""
+    if config.is_sdxl:
+        return "SDXL"
+    context = config.cross_attention_dim
+    return {768: "SD1.x", 1024: "SD2.x"}.get(context, f"SD-family (context {context})")
+
+
 class Interrupted(Exception):
     """Raised inside sampling when the caller's stop flag is set; the last x_0 estimate is kept."""
 
@@ -74,10 +82,9 @@ class Pipeline:
 
     @property
     def family(self) -> str:
-        context = self.unet.config.cross_attention_dim
-        if self.unet.config.is_sdxl:
-            return "SDXL refiner" if self.is_refiner else "SDXL"
-        return {768: "SD1.x", 1024: "SD2.x"}.get(context, f"SD-family (context {context})")
+        if self.unet.config.is_sdxl and self.is_refiner:
+            return "SDXL refiner"
+        return family_of(self.unet.config)
 
     @property
     def native_size(self) -> int:
@@ -160,8 +167,7 @@ class Pipeline:
         prompt, lora_fields, text_encoder_changed = self.loras.apply(req.prompt)
         if text_encoder_changed:
             self.prompts.clear()
-        if self.unet.config.is_sdxl and req.control_units:
-            raise EngineError("ControlNet with SDXL checkpoints is not available yet")
+        self._check_control_family(req)
         text = self.encode_prompts(req, prompt)
         refiner_text = None if refiner is None else refiner.encode_prompts(req, prompt)
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
@@ -198,6 +204,15 @@ class Pipeline:
                 result.interrupted = True
                 break
         return result
+
+    def _check_control_family(self, req: GenerationRequest) -> None:
+        """A ControlNet copies its UNet's encoder: it must be of the loaded model's family."""
+        for i, unit in enumerate(req.control_units):
+            control = unit.model.config.unet
+            if (control.is_sdxl, control.cross_attention_dim) != (self.unet.config.is_sdxl,
+                                                                  self.unet.config.cross_attention_dim):
+                raise EngineError(f"ControlNet {i} is made for {family_of(control)} models; the loaded model "
+                                  f"is {self.family}")
 
     def encode_prompts(self, req: GenerationRequest, prompt: str) -> tuple:
         """(prompt, negative prompt or None when CFG is off) through this model's text towers."""

@@ -235,3 +235,110 @@ def test_an_sgm_refiner_file_loads_with_bigg_alone(models, refiner, tmp_path):
     assert loaded.family == "SDXL refiner" and len(loaded.prompts.towers) == 1
     req = GenerationRequest(prompt=PROMPT, steps=2, width=SIZE, height=SIZE, seed=1)
     assert list(loaded.generate(req).images[0].getdata()) == list(refiner["engine"].generate(req).images[0].getdata())
+
+
+@pytest.fixture(scope="module")
+def sdxl_controlnet(models):
+    """A slim SDXL ControlNet from the slim UNet, every weight random; its hint embedding downsamples 4x, as
+    this slim VAE does."""
+    from engine.models.controlnet import ControlNetConfig, ControlNetModel
+    from tests.test_controlnet_parity import randomised
+    ref = randomised(diffusers.ControlNetModel.from_unet(models["unet"], conditioning_embedding_out_channels=(16, 32, 64)),
+                     seed=4)
+    with torch.no_grad():
+        for conv in [*ref.controlnet_down_blocks, ref.controlnet_mid_block]:
+            conv.weight.mul_(4.0)      # residuals large enough to move the picture
+    return ref, engine_twin(ControlNetModel, ControlNetConfig.from_dict(dict(ref.config)), ref)
+
+
+def test_sdxl_controlnet_matches_stable_diffusion_xl_controlnet_pipeline(models, sdxl_controlnet):
+    import numpy as np
+    from PIL import Image
+
+    from engine.control import ControlUnit
+    ref_controlnet, ours = sdxl_controlnet
+    assert ours.config.unet.is_sdxl and len(ref_controlnet.controlnet_down_blocks) == 9
+    hint = Image.fromarray(np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="Euler", steps=STEPS, cfg_scale=6,
+                            width=SIZE, height=SIZE, seed=SEED, control_units=[ControlUnit(ours, hint, weight=0.8)])
+    engine = models["engine"]
+    result = engine.generate(req)
+    plain = engine.generate(GenerationRequest(**{**vars(req), "control_units": []}))
+    sigmas = make_sigmas("Euler", "Automatic", STEPS, engine.schedule)
+    pipe = diffusers.StableDiffusionXLControlNetPipeline(
+        vae=models["vae"], text_encoder=models["clip_l"], text_encoder_2=models["bigg"], tokenizer=hf_tokenizer(),
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=models["unet"], controlnet=ref_controlnet,
+        scheduler=diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="linspace"),
+        add_watermarker=False)
+    ref = pipe(PROMPT, image=hint, negative_prompt=NEGATIVE, sigmas=sigmas.tolist(), guidance_scale=6, height=SIZE,
+               width=SIZE, controlnet_conditioning_scale=0.8, generator=generators([SEED]), output_type="np").images
+    assert_images_agree(result.images, ref)
+    assert np.abs(np.asarray(result.images[0], np.int16) - np.asarray(plain.images[0], np.int16)).max() > 8
+
+
+def test_a_controlnet_of_the_other_family_is_refused_before_any_step(models, sdxl_controlnet):
+    from PIL import Image
+
+    from engine import EngineError
+    from engine.control import ControlUnit
+    from engine.models.controlnet import ControlNetConfig, ControlNetModel
+    from tests.test_controlnet_parity import reference_controlnet
+    sd15 = reference_controlnet(cross_attention_dim=768)
+    sd15_ours = engine_twin(ControlNetModel, ControlNetConfig.from_dict(dict(sd15.config)), sd15)
+    hint = Image.new("RGB", (SIZE, SIZE))
+    steps = []
+    with pytest.raises(EngineError, match="ControlNet 0 is made for SD1.x models; the loaded model is SDXL"):
+        models["engine"].generate(GenerationRequest(prompt=PROMPT, steps=2, width=SIZE, height=SIZE,
+                                                    control_units=[ControlUnit(sd15_ours, hint)]),
+                                  progress=lambda *a: steps.append(a))
+    assert steps == []
+
+
+def test_sdxl_controlnets_load_from_diffusers_folders_and_diffusers_named_single_files(sdxl_controlnet, tmp_path):
+    from engine.loading.controlnet import controlnet_kind, load_controlnet
+    ref, ours = sdxl_controlnet
+    ref.save_pretrained(tmp_path / "folder", variant="fp16")
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "controlnet-xl.safetensors")
+    g = torch.Generator().manual_seed(2)
+    inputs = (torch.randn(1, 4, 16, 16, generator=g), torch.tensor([500.0]), torch.randn(1, 7, 192, generator=g),
+              torch.rand(1, 3, 64, 64, generator=g))
+    added = dict(text_embeds=torch.randn(1, 128, generator=g), time_ids=torch.tensor([[64.0, 64, 0, 0, 64, 64]]))
+    with torch.no_grad():
+        expected = ours(*inputs, **added)
+        for path in (tmp_path / "folder", tmp_path / "controlnet-xl.safetensors"):
+            assert controlnet_kind(path) == (True, 192)
+            down, mid = load_controlnet(path)(*inputs, **added)
+            assert all(torch.equal(a, b) for a, b in zip([*down, mid], [*expected[0], expected[1]])), path.name
+
+
+def test_controlnet_lists_show_the_loaded_models_family(models, sdxl_controlnet, tmp_path):
+    import json
+
+    from ui.model_state import ModelState
+    folder = tmp_path / "models" / "ControlNet"
+    (folder / "sd15-canny").mkdir(parents=True)
+    (folder / "sd15-canny" / "config.json").write_text(json.dumps({"cross_attention_dim": 768}))
+    (folder / "sd15-canny" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    save_file({k: v.contiguous() for k, v in sdxl_controlnet[0].state_dict().items()}, folder / "xl-canny.safetensors")
+    state = ModelState(tmp_path / "models", Device.cpu_fp32())
+    assert state.controlnet_names() == ["sd15-canny", "xl-canny.safetensors"]     # no model yet: all of them
+    state.pipeline = models["engine"]
+    assert state.controlnet_names() == ["xl-canny.safetensors"]
+
+
+def test_v_pred_and_ztsnr_keys_mark_noobai_style_files(models, tmp_path):
+    from engine.errors import UnsupportedArchitectureError
+    from tests.reference import sgm_state_dict
+    sgm = sgm_state_dict(models["unet"], models["vae"], models["clip_l"], models["bigg"])
+    marks = {"v": {"v_pred": torch.tensor([])}, "v+ztsnr": {"v_pred": torch.tensor([]), "ztsnr": torch.tensor([])},
+             "edm": {"edm_mean": torch.zeros(1, 4, 1, 1)}}
+    for name, extra in marks.items():
+        save_file({**sgm, **extra}, tmp_path / f"{name}.safetensors")
+    v = load_pipeline(tmp_path / "v.safetensors", Device.cpu_fp32())
+    zsnr = load_pipeline(tmp_path / "v+ztsnr.safetensors", Device.cpu_fp32())
+    assert v.prediction_type == zsnr.prediction_type == "v_prediction"
+    assert not v.schedule.zero_terminal_snr and zsnr.schedule.zero_terminal_snr
+    assert "Noise Schedule: Zero Terminal SNR" in zsnr.generate(GenerationRequest(
+        prompt=PROMPT, steps=2, width=SIZE, height=SIZE, seed=1)).infotexts[0]
+    with pytest.raises(UnsupportedArchitectureError, match="EDM-parametrised"):
+        load_pipeline(tmp_path / "edm.safetensors", Device.cpu_fp32())

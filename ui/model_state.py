@@ -5,7 +5,7 @@ from pathlib import Path
 
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
 from engine.loading.catalog import list_checkpoints, list_controlnets, list_loras, list_vaes
-from engine.loading.controlnet import load_controlnet
+from engine.loading.controlnet import controlnet_kind, load_controlnet
 
 STARTER_NAME = "starter"
 AUTOMATIC_VAE = "Automatic"
@@ -27,6 +27,7 @@ class ModelState:
         self._lock = threading.Lock()          # one load or generation at a time
         self._controlnets: dict[Path, object] = {}   # loaded ControlNets by file, the two most recent
         self._side: dict[Path, Pipeline] = {}        # one more checkpoint a tab asked for by name (Consistency)
+        self._kinds: dict[tuple, object] = {}        # ControlNet (file, mtime) -> (SDXL?, context width)
         self._refiner: dict[Path, Pipeline] = {}     # the refiner last asked for, kept loaded beside the model
 
     @property
@@ -56,7 +57,20 @@ class ModelState:
         return self.models_dir / "ControlNet"
 
     def controlnet_names(self) -> list[str]:
-        return [str(p.relative_to(self.controlnet_dir)) for p in list_controlnets(self.controlnet_dir)]
+        """The ControlNets in models/ControlNet made for the loaded model's family (SDXL ones only with an SDXL
+        checkpoint, SD1.x ones only with SD1.x); files whose family cannot be read from a header are listed."""
+        found = list_controlnets(self.controlnet_dir)
+        if self.pipeline is not None:
+            unet = self.pipeline.unet.config
+            wanted = (unet.is_sdxl, unet.cross_attention_dim)
+            found = [p for p in found if self._controlnet_kind(p) in (None, wanted)]
+        return [str(p.relative_to(self.controlnet_dir)) for p in found]
+
+    def _controlnet_kind(self, path: Path):
+        stamp = (path, path.stat().st_mtime_ns)
+        if stamp not in self._kinds:
+            self._kinds[stamp] = controlnet_kind(path)
+        return self._kinds[stamp]
 
     def controlnet(self, name: str):
         """The ControlNet of that name in models/ControlNet, loaded once (on the model's device and dtype)."""

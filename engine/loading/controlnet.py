@@ -1,5 +1,6 @@
 """ControlNet files as users have them: the original release (.pth / .safetensors, `control_model.*` or bare
-LDM names, v1.0 files that also carry a whole SD model), diffusers folders (fp16 variants too).
+LDM names, v1.0 files that also carry a whole SD model), diffusers folders (fp16 variants too), and diffusers-
+named single files (how most SDXL ControlNets are shared: `diffusion_pytorch_model.safetensors` renamed).
 
 Architecture comes from tensor shapes, as for checkpoints. The shuffle model's global average pooling is not
 visible in shapes: its sidecar .yaml says `global_average_pooling: True`, or its name contains "shuffle",
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..errors import WrongFileTypeError
+from ..errors import ModelLoadError, WrongFileTypeError
 from ..models.controlnet import ControlNetConfig, ControlNetModel
 from .assembly import assemble
 from .detect import _indices, encoder_config
@@ -63,6 +64,51 @@ def original_config(source: TensorSource, prefix: str, path: Path) -> dict:
     return config
 
 
+class _OriginalNames:
+    """A diffusers-named ControlNet file seen under the original names, so its shapes read as an original's."""
+
+    def __init__(self, source: TensorSource):
+        layers = len(_indices(source, r"down_blocks\.0\.resnets\.(\d+)\.conv1\.weight"))
+        hint_convs = len(_indices(source, r"controlnet_cond_embedding\.blocks\.(\d+)\.weight")) + 2
+        try:
+            self.names = {controlnet_key(k, layers, hint_convs): k for k in source.keys()}
+        except (KeyError, TypeError) as e:
+            raise WrongFileTypeError(f"not a ControlNet in diffusers' names: unexpected tensor {e}") from None
+        self.source = source
+
+    def keys(self):
+        return self.names.keys()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.names
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self.source.shape(self.names[key])
+
+
+def _diffusers_named(source: TensorSource) -> bool:
+    return "controlnet_cond_embedding.conv_in.weight" in source
+
+
+def controlnet_kind(path: str | Path) -> tuple[bool, int] | None:
+    """(SDXL?, cross-attention width) of a ControlNet, read from its config or its file's header only; None
+    for pickles (they would have to be read whole) and for what cannot be read."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            config = read_json(path / "config.json")
+            return config.get("addition_embed_type") == "text_time", int(config["cross_attention_dim"])
+        if path.suffix.lower() != ".safetensors":
+            return None
+        source = open_tensors(path)
+        keys = list(source.keys())
+        to_k = next(k for k in keys if k.endswith("attn2.to_k.weight"))
+        sdxl = any(k.endswith(("label_emb.0.0.weight", "add_embedding.linear_1.weight")) for k in keys)
+        return sdxl, source.shape(to_k)[1]
+    except (OSError, ValueError, KeyError, StopIteration, ModelLoadError):
+        return None
+
+
 def load_controlnet(path: str | Path, dtype: torch.dtype = torch.float32,
                     device: torch.device | str = "cpu") -> ControlNetModel:
     path = Path(path)
@@ -73,11 +119,15 @@ def load_controlnet(path: str | Path, dtype: torch.dtype = torch.float32,
         return assemble(ControlNetModel, config, lambda n: source.get(n) if n in source else None, path.name,
                         dtype, device, source.fresh)
     source = open_tensors(path)
+    if _diffusers_named(source):
+        try:
+            config = ControlNetConfig.from_dict(original_config(_OriginalNames(source), "", path))
+        except WrongFileTypeError as e:
+            raise WrongFileTypeError(f"{path.name}: {e}") from None
+        return assemble(ControlNetModel, config, lambda n: source.get(n) if n in source else None, path.name,
+                        dtype, device, source.fresh)
     prefix = CONTROL_PREFIX if CONTROL_PREFIX + "input_blocks.0.0.weight" in source else ""
     if prefix + "input_hint_block.0.weight" not in source:
-        if "controlnet_cond_embedding.conv_in.weight" in source:
-            raise WrongFileTypeError(f"{path.name} is a diffusers-format ControlNet file: put it in a folder with "
-                                     f"its config.json (diffusers layout)")
         raise WrongFileTypeError(f"{path.name} is not a ControlNet: no input_hint_block among its tensors")
     config = ControlNetConfig.from_dict(original_config(source, prefix, path))
     layers = config.unet.layers_per_block

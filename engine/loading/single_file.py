@@ -13,6 +13,7 @@ from .ldm_names import OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, open_clip_key,
 from .tensor_files import TensorSource, open_tensors
 
 SDXL_SCALE = 0.13025         # SDXL's VAE latent scaling (SGM's scale_factor)
+EDM_MARKERS = ("edm_mean", "edm_vpred.sigma_max")
 
 
 def sidecar_yaml(path: Path) -> dict:
@@ -76,6 +77,9 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
     path = Path(path)
     source = open_tensors(path)
     detect.check_family(source, path.name)
+    if any(k in source for k in EDM_MARKERS):
+        raise UnsupportedArchitectureError(f"{path.name} is an EDM-parametrised SDXL model (Playground v2.5 or an "
+                                           "EDM v-prediction file); those are not supported yet")
     params = sidecar_yaml(path)
     unet_params = params.get("unet_config", {}).get("params", {})
 
@@ -91,13 +95,15 @@ def load_single_file(path: Path, dtype: torch.dtype, device: torch.device,
     vae = assemble(AutoencoderKL, vae_cfg, vae_fetch(source, vae_cfg, VAE_PREFIX), f"{path.name} VAE", dtype, device,
                    source.fresh)
 
+    marked_v = unet_cfg.is_sdxl and "v_pred" in source    # NoobAI-style v-prediction SDXL files mark themselves
     if prediction_type is None:
-        prediction_type = "v_prediction" if params.get("parameterization") == "v" else "epsilon"
+        prediction_type = "v_prediction" if params.get("parameterization") == "v" or marked_v else "epsilon"
     if unet_cfg.is_sdxl:
         towers = [_text_tower(source, *tower, f"{path.name} text encoder {i + 1}", dtype, device)
                   for i, tower in enumerate(detect.sgm_text_towers(source))]
         (text_encoder, pad), (second, pad_2) = towers[0], (towers[1] if len(towers) > 1 else (None, 0))
-        return ModelComponents(unet, vae, text_encoder, pad, prediction_type, str(path), False, second, pad_2)
+        zero_snr = marked_v and "ztsnr" in source           # ... and a zero-terminal-SNR schedule with `ztsnr`
+        return ModelComponents(unet, vae, text_encoder, pad, prediction_type, str(path), zero_snr, second, pad_2)
     clip_dict, clip_prefix = detect.clip_config(source)
     text_encoder, pad = _text_tower(source, clip_dict, clip_prefix, clip_prefix == OPEN_CLIP_PREFIX,
                                     f"{path.name} text encoder", dtype, device)

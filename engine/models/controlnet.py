@@ -2,8 +2,8 @@
 
 The control image c_f (pixels in [0, 1]) goes through a small conditioning embedding to latent size and is
 added after conv_in; the encoder copy then runs as the UNet's does, and each of its skip features and the
-middle block's output pass through a zero-initialised 1x1 convolution. These 13 tensors (for SD1.x) are
-the residuals the UNet adds to its skip connections and middle block. diffusers' `ControlNetModel`
+middle block's output pass through a zero-initialised 1x1 convolution. These 13 tensors (for SD1.x; 10 for
+SDXL's three levels) are the residuals the UNet adds to its skip connections and middle block. diffusers' `ControlNetModel`
 parameter names, so its folders and converted original files load with strict=True.
 """
 from dataclasses import dataclass, fields
@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv import Conv2d
-from .layers import TimestepEmbedding, timestep_embedding
-from .unet import CROSS_DOWN, DownBlock, MidBlock, UNetConfig
+from .layers import TimestepEmbedding
+from .unet import CROSS_DOWN, DownBlock, MidBlock, UNetConfig, conditioned_time_embedding
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class ControlNetModel(nn.Module):
 
         self.conv_in = Conv2d(cfg.in_channels, channels[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(channels[0], temb_ch, cfg.time_cond_proj_dim)
+        if cfg.is_sdxl:      # SDXL's micro-conditioning, as in the UNet
+            self.add_embedding = TimestepEmbedding(cfg.projection_class_embeddings_input_dim, temb_ch)
         self.controlnet_cond_embedding = ControlNetConditioningEmbedding(
             channels[0], config.conditioning_channels, config.conditioning_embedding_out_channels)
 
@@ -83,14 +85,13 @@ class ControlNetModel(nn.Module):
         return self.conv_in.weight.dtype
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor,
-                controlnet_cond: torch.Tensor, timestep_cond: torch.Tensor | None = None
+                controlnet_cond: torch.Tensor, timestep_cond: torch.Tensor | None = None,
+                text_embeds: torch.Tensor | None = None, time_ids: torch.Tensor | None = None
                 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(down residuals, mid residual) at unit scale; the caller weights them (see engine.control)."""
+        """(down residuals, mid residual) at unit scale; the caller weights them (see engine.control).
+        SDXL ControlNets take the UNet's micro-conditioning (`text_embeds`, `time_ids`) as well."""
         cfg = self.config.unet
-        timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
-        t_emb = timestep_embedding(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
-        cond = None if timestep_cond is None else timestep_cond.to(sample.dtype)
-        temb = self.time_embedding(t_emb.to(sample.dtype), cond)
+        temb = conditioned_time_embedding(self, cfg, sample, timestep, timestep_cond, text_embeds, time_ids)
         if self.config.controlnet_conditioning_channel_order == "bgr":
             controlnet_cond = controlnet_cond.flip(1)
 

@@ -215,14 +215,7 @@ class UNet2DConditionModel(nn.Module):
         """`text_embeds` (B, 1280) and `time_ids` (B, 6: original h, w, crop top, left, target h, w; or 5 with
         the aesthetic score for the refiner) are SDXL's micro-conditioning, as diffusers' added_cond_kwargs."""
         cfg = self.config
-        timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
-        t_emb = timestep_embedding(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
-        cond = None if timestep_cond is None else timestep_cond.to(sample.dtype)
-        temb = self.time_embedding(t_emb.to(sample.dtype), cond)
-        if cfg.is_sdxl:
-            if text_embeds is None or time_ids is None:
-                raise ValueError("an SDXL UNet needs text_embeds (the pooled prompt) and time_ids")
-            temb = temb + self.add_embedding(self.micro_conditioning(text_embeds, time_ids).to(sample.dtype))
+        temb = conditioned_time_embedding(self, cfg, sample, timestep, timestep_cond, text_embeds, time_ids)
         context = encoder_hidden_states
 
         x = self.conv_in(sample)
@@ -245,10 +238,23 @@ class UNet2DConditionModel(nn.Module):
 
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
-    def micro_conditioning(self, text_embeds: torch.Tensor, time_ids: torch.Tensor) -> torch.Tensor:
-        """y = [pooled text, Fourier features of each id] (SDXL Sec. 2.2): (B, 1280 + 256 * ids)."""
-        cfg = self.config
-        b, n = time_ids.shape
-        ids = timestep_embedding(time_ids.reshape(-1), cfg.addition_time_embed_dim, cfg.flip_sin_to_cos,
-                                 cfg.freq_shift).reshape(b, n * cfg.addition_time_embed_dim)
-        return torch.cat([text_embeds.float(), ids], dim=-1)
+
+
+def conditioned_time_embedding(model: nn.Module, cfg: UNetConfig, sample: torch.Tensor, timestep, timestep_cond,
+                               text_embeds, time_ids) -> torch.Tensor:
+    """The vector every ResNet block receives: the timestep's (with LCM's guidance embedding, if any), plus for
+    SDXL add_embedding(y), y = [pooled text, Fourier features of each id] (SDXL Sec. 2.2). `model` holds the
+    time_embedding and add_embedding modules (the UNet, or a ControlNet's copy of its encoder)."""
+    timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+    t_emb = timestep_embedding(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
+    cond = None if timestep_cond is None else timestep_cond.to(sample.dtype)
+    temb = model.time_embedding(t_emb.to(sample.dtype), cond)
+    if not cfg.is_sdxl:
+        return temb
+    if text_embeds is None or time_ids is None:
+        raise ValueError("an SDXL model needs text_embeds (the pooled prompt) and time_ids")
+    b, n = time_ids.shape
+    ids = timestep_embedding(time_ids.reshape(-1), cfg.addition_time_embed_dim, cfg.flip_sin_to_cos,
+                             cfg.freq_shift).reshape(b, n * cfg.addition_time_embed_dim)
+    y = torch.cat([text_embeds.float(), ids], dim=-1)
+    return temb + model.add_embedding(y.to(sample.dtype))

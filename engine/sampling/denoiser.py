@@ -73,7 +73,7 @@ class Denoiser:
         t = self.schedule.sigma_to_t(sigma)
         residuals = {}
         if c.control is not None:
-            found = c.control(latent_in, sigma, t, context.to(dtype), is_cond)
+            found = c.control(latent_in, sigma, t, context.to(dtype), is_cond, added or {})
             if found is not None:
                 residuals = {"down_block_additional_residuals": found[0], "mid_block_additional_residual": found[1]}
         inp = latent_in if c.concat is None else torch.cat([latent_in, c.concat.to(dtype)], dim=1)
