@@ -342,3 +342,25 @@ def test_v_pred_and_ztsnr_keys_mark_noobai_style_files(models, tmp_path):
         prompt=PROMPT, steps=2, width=SIZE, height=SIZE, seed=1)).infotexts[0]
     with pytest.raises(UnsupportedArchitectureError, match="EDM-parametrised"):
         load_pipeline(tmp_path / "edm.safetensors", Device.cpu_fp32())
+
+
+def test_turbo_one_step_matches_diffusers_trailing_schedule_without_a_cfg_pass(models):
+    """The Consistency tab's Turbo method: Euler a on SGM Uniform (starting at timestep 999), CFG 1; one step
+    against diffusers' SDXL-Turbo recipe (EulerAncestral, "trailing" spacing, guidance 0)."""
+    from ui.consistency import METHODS
+    sampler, schedule, steps, cfg = METHODS["Turbo"]
+    engine = models["engine"]
+    rows = []
+    hook = engine.unet.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    try:
+        ours = engine.generate(GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler=sampler,
+                                                 schedule=schedule, steps=steps, cfg_scale=cfg, width=SIZE,
+                                                 height=SIZE, seed=SEED))
+    finally:
+        hook.remove()
+    assert rows == [1]                                  # one step, and no unconditional rows
+    scheduler = diffusers.EulerAncestralDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="trailing")
+    ref = reference(models, scheduler)(PROMPT, guidance_scale=0.0, num_inference_steps=1, height=SIZE, width=SIZE,
+                                       generator=generators([SEED]), output_type="np").images
+    assert_images_agree(ours.images, ref)
+    assert "Sampler: Euler a, Schedule type: SGM Uniform" in ours.infotexts[0]

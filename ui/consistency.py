@@ -17,12 +17,26 @@ from .img2img import mask_from_editor
 from .results import results_panel, run_generation
 from .studio import Destination, Studio, Tab
 
-SAMPLERS = ("LCM", "Consistency")
+# method -> (sampler, schedule, steps, CFG it starts with; None: keep the slider's)
+METHODS = {
+    "LCM": ("LCM", "Automatic", None, None),
+    "Consistency": ("Consistency", "Automatic", None, None),
+    "Turbo": ("Euler a", "SGM Uniform", 1, 1.0),               # SDXL-Turbo / SD-Turbo: 1-4 steps, no CFG
+    "Lightning / Hyper": ("Euler", "SGM Uniform", 4, 1.0),     # SDXL-Lightning, Hyper-SDXL: 2-8 steps, no CFG
+}
 DEBOUNCE_SECONDS = 0.4
-NOTE = ("Made for latent consistency models: a checkpoint distilled as LCM (guidance is an input, 1-8 steps), or "
-        "any SD1.x checkpoint with an LCM-LoRA in the prompt, e.g. `<lora:lcm-lora-sdv1-5:1>`, and CFG 1-2. "
+NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled as LCM (guidance is an input, "
+        "1-8 steps), or any checkpoint with an LCM-LoRA in the prompt, e.g. `<lora:lcm-lora-sdv1-5:1>`, and CFG "
+        "1-2. **Turbo** (SDXL-Turbo, SD-Turbo) and **Lightning / Hyper** (SDXL-Lightning, Hyper-SDXL checkpoints "
+        "or their LoRAs): timesteps from 999 on SGM's uniform grid, CFG 1, so no unconditional pass runs. "
         "With a picture below it does img2img, with a painted mask inpainting (zero-shot, as the consistency-model "
         "paper does it).")
+
+
+def method_defaults(method: str) -> tuple:
+    """The steps and CFG a method starts with (Turbo: 1 step, Lightning: 4, both CFG 1)."""
+    _, _, steps, cfg = METHODS[method]
+    return (gr.skip() if steps is None else steps), (gr.skip() if cfg is None else cfg)
 
 
 def lcm_checkpoint(names: list[str]) -> str | None:
@@ -62,7 +76,7 @@ def build(studio: Studio) -> None:
                 refresh = gr.Button("🔄", size="sm", scale=1, min_width=40, elem_id="consistency_refresh")
                 live = gr.Checkbox(False, label="Live: redraw as I type", elem_id="consistency_live", scale=2)
             with gr.Row():
-                sampler = gr.Radio(list(SAMPLERS), value="LCM", label="Sampler", elem_id="consistency_sampler")
+                sampler = gr.Radio(list(METHODS), value="LCM", label="Method", elem_id="consistency_sampler")
                 steps = gr.Slider(1, 8, value=4, step=1, label="Steps", elem_id="consistency_steps")
             cfg = gr.Slider(1, 15, value=7, step=0.5, label="Guidance scale (CFG)", elem_id="consistency_cfg")
             size = studio.state.expected_size()
@@ -84,6 +98,7 @@ def build(studio: Studio) -> None:
     studio.destinations["Consistency"] = Destination("Consistency", "consistency", editor, box.prompt, box.negative)
 
     refresh.click(lambda: gr.update(choices=studio.state.checkpoint_names()), outputs=checkpoint, queue=False)
+    sampler.input(method_defaults, sampler, [steps, cfg], queue=False)
     fields = [box.prompt, box.negative, checkpoint, sampler, steps, cfg, width, height, seed, batch_size, editor,
               strength]
 
@@ -98,7 +113,9 @@ def build(studio: Studio) -> None:
             else:
                 extra = dict(init_image=image["background"])
             extra["denoising_strength"] = float(strength_)
-        return GenerationRequest(prompt=prompt, negative_prompt=negative, sampler=sampler_, steps=int(steps_),
+        method_sampler, schedule, _, _ = METHODS[sampler_]
+        return GenerationRequest(prompt=prompt, negative_prompt=negative, sampler=method_sampler, schedule=schedule,
+                                 steps=int(steps_),
                                  cfg_scale=float(cfg_), width=int(width_), height=int(height_),
                                  seed=int(seed_ if seed_ is not None else -1), batch_size=int(batch), **extra)
 
