@@ -364,3 +364,56 @@ def test_turbo_one_step_matches_diffusers_trailing_schedule_without_a_cfg_pass(m
                                        generator=generators([SEED]), output_type="np").images
     assert_images_agree(ours.images, ref)
     assert "Sampler: Euler a, Schedule type: SGM Uniform" in ours.infotexts[0]
+
+
+def test_sdxl_img2img_matches_with_a1111_step_semantics(models):
+    from engine.images import to_tensor
+    engine = models["engine"]
+    init = engine.generate(GenerationRequest(prompt="a house", sampler="Euler", steps=3, width=SIZE, height=SIZE,
+                                             seed=7)).images[0]
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="Euler", steps=10, cfg_scale=6,
+                            width=SIZE, height=SIZE, seed=SEED, init_image=init, denoising_strength=0.5)
+    ours = engine.generate(req)
+    sigmas = make_sigmas("Euler", "Automatic", 10, engine.schedule)
+    pipe = diffusers.StableDiffusionXLImg2ImgPipeline(
+        vae=models["vae"], text_encoder=models["clip_l"], text_encoder_2=models["bigg"], tokenizer=hf_tokenizer(),
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=models["unet"],
+        scheduler=diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="linspace"),
+        add_watermarker=False)
+    ref = pipe(PROMPT, negative_prompt=NEGATIVE, image=engine.encode_images(to_tensor(init)), strength=0.65,
+               sigmas=sigmas.tolist(), guidance_scale=6, generator=generators([SEED]), output_type="np").images
+    assert_images_agree(ours.images, ref)     # diffusers starts at index 10 - int(6.5) = 4, as A1111 with 0.5
+
+
+def test_a_9_channel_sdxl_inpainting_unet_matches_the_inpaint_pipeline(models):
+    """SDXL inpainting UNets (9-channel conv_in): whole picture masked, "latent nothing", strength 1."""
+    from PIL import Image
+    engine = models["engine"]
+    state = dict(models["unet"].state_dict())
+    conv = state["conv_in.weight"]
+    state["conv_in.weight"] = torch.cat([conv, torch.randn(conv.shape[0], 5, 3, 3) * 0.05], dim=1)
+    with torch.device("meta"):
+        unet9 = diffusers.UNet2DConditionModel(**{**SLIM_UNET, "in_channels": 9})
+    unet9.load_state_dict(state, assign=True)
+    unet9.eval()
+    inpaint = Pipeline(engine_twin(UNet2DConditionModel, UNetConfig.from_dict(dict(unet9.config)), unet9), engine.vae,
+                       engine.text_encoder, engine.tokenizer, "epsilon", engine.device, engine.source,
+                       second_text=engine.prompts.towers[1])
+    inpaint.model_hash = "0123456789"
+    assert "9-channel inpainting" in inpaint.summary()
+    image, mask = Image.new("RGB", (SIZE, SIZE), (200, 80, 40)), Image.new("L", (SIZE, SIZE), 255)
+    req = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="Euler", steps=STEPS, cfg_scale=6,
+                            width=SIZE, height=SIZE, seed=SEED, init_image=image, mask=mask, mask_blur=0,
+                            denoising_strength=1.0, masked_content="latent nothing")
+    ours = inpaint.generate(req)
+    sigmas = make_sigmas("Euler", "Automatic", STEPS, engine.schedule)
+    pipe = diffusers.StableDiffusionXLInpaintPipeline(
+        vae=models["vae"], text_encoder=models["clip_l"], text_encoder_2=models["bigg"], tokenizer=hf_tokenizer(),
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=unet9,
+        scheduler=diffusers.EulerDiscreteScheduler(**SD_SCHEDULER, timestep_spacing="linspace"),
+        add_watermarker=False)
+    ref = pipe(PROMPT, negative_prompt=NEGATIVE, image=image, mask_image=mask,
+               masked_image_latents=engine.encode_images(torch.zeros(1, 3, SIZE, SIZE)), strength=1.0, height=SIZE,
+               width=SIZE, sigmas=sigmas.tolist(), guidance_scale=6, generator=generators([SEED]),
+               output_type="np").images
+    assert_images_agree(ours.images, ref)

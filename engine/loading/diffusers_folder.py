@@ -50,6 +50,13 @@ def _component(folder: Path, module_class, config, dtype, device, strip_prefix: 
     return assemble(module_class, config, fetch, str(folder), dtype, device, source.fresh)
 
 
+def load_unet_folder(folder: Path, dtype: torch.dtype, device: torch.device) -> UNet2DConditionModel:
+    """A diffusers `unet/` folder alone (config.json and its weights)."""
+    folder = Path(folder)
+    return _component(folder, UNet2DConditionModel, UNetConfig.from_dict(read_json(folder / "config.json")), dtype,
+                      device)
+
+
 def pad_token_id(folder: Path, hidden_act: str, tokenizer: str = "tokenizer") -> int:
     """SD2's OpenCLIP tokenizer pads with "!" (id 0); OpenAI CLIP's with <|endoftext|> (49407)."""
     config_path = folder / tokenizer / "tokenizer_config.json"
