@@ -308,7 +308,11 @@ def test_sdxl_controlnets_load_from_diffusers_folders_and_diffusers_named_single
         for path in (tmp_path / "folder", tmp_path / "controlnet-xl.safetensors"):
             assert controlnet_kind(path) == (True, 192)
             down, mid = load_controlnet(path)(*inputs, **added)
-            assert all(torch.equal(a, b) for a, b in zip([*down, mid], [*expected[0], expected[1]])), path.name
+            # the same weights; loaded ones are laid out channels-last, so sums may round in another order
+            worst = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip([*down, mid],
+                                                                                   [*expected[0], expected[1]]))
+            print(f"{path.name}: max relative difference {worst:.1e}")
+            assert worst < 1e-5, (path.name, worst)
 
 
 def test_controlnet_lists_show_the_loaded_models_family(models, sdxl_controlnet, tmp_path):
