@@ -283,6 +283,15 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def write_report(out: Path, title: str, script: str, argv, body: str) -> str:
+    """A benchmark's Markdown report: what made it, when, on which machine, then `body`; printed too."""
+    command = " ".join(["python -m", script, *(argv if argv is not None else sys.argv[1:])])
+    text = f"# {title}\n\nWritten by `{command}` on {time.strftime('%Y-%m-%d')}.\n\nMachine: {machine()}.\n\n{body}\n"
+    out.write_text(text)
+    print(text)
+    return text
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| case | phase | engine | diffusers | engine / diffusers |", "| --- | --- | --- | --- | --- |"]
     for row in rows:

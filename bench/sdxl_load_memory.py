@@ -11,12 +11,11 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from bench.engine_vs_diffusers import DTYPES, machine
+from bench.engine_vs_diffusers import DTYPES, write_report
 
 DTYPES = {**DTYPES, "fp16": torch.float16}
 MEASURE = """
@@ -96,13 +95,8 @@ def main(argv=None) -> str:
         rows.append(f"| {path.name} ({path.stat().st_size / 2**30:.2f} GiB, {f['family']}) | {precision} | "
                     f"{f['held'] / 2**30:.2f} GiB | {growth / 2**30:.2f} GiB | {growth / f['held']:.3f} | "
                     f"{f['peak'] / 2**30:.2f} GiB | {f['seconds']:.1f} s |")
-    text = (f"# Loading an SDXL single file: peak memory\n\nWritten by `python -m bench.sdxl_load_memory "
-            f"{' '.join(argv if argv is not None else sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}.\n\n"
-            f"Machine: {machine()}.\n\nRandom weights in the SGM layout, fp16 file; a fresh process per "
-            f"precision.\n\n" + "\n".join(rows) + "\n")
-    args.out.write_text(text)
-    print(text)
-    return text
+    body = "Random weights in the SGM layout, fp16 file; a fresh process per precision.\n\n" + "\n".join(rows)
+    return write_report(args.out, "Loading an SDXL single file: peak memory", "bench.sdxl_load_memory", argv, body)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from bench.engine_vs_diffusers import DTYPES, machine, peak_of_this_process
+from bench.engine_vs_diffusers import DTYPES, peak_of_this_process, write_report
 
 
 def build_unet_folder(cache: Path, tiny: bool) -> Path:
@@ -111,13 +111,9 @@ def main(argv=None) -> str:
             rows.append(f"| {label} peak RSS | {ours['rss_gib']:.2f} GiB | {ref['rss_gib']:.2f} GiB | "
                         f"{ours['rss_gib'] / ref['rss_gib']:.3f} |")
     what = "slim test UNet" if args.tiny else "SDXL base architecture (2.6 B parameters)"
-    text = (f"# SDXL UNet step: engine vs diffusers\n\nWritten by `python -m bench.sdxl_unet_step "
-            f"{' '.join(argv if argv is not None else sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}.\n\n"
-            f"Machine: {machine()}.\n\n{what}, random weights; medians of {args.repeats} calls after a warm-up, "
-            f"each side in a fresh process (peak RSS: load plus the calls).\n\n" + "\n".join(rows) + "\n")
-    args.out.write_text(text)
-    print(text)
-    return text
+    body = (f"{what}, random weights; medians of {args.repeats} calls after a warm-up, each side in a fresh "
+            f"process (peak RSS: load plus the calls).\n\n" + "\n".join(rows))
+    return write_report(args.out, "SDXL UNet step: engine vs diffusers", "bench.sdxl_unet_step", argv, body)
 
 
 if __name__ == "__main__":

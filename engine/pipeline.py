@@ -25,7 +25,7 @@ from .loading.catalog import CHECKPOINT_SUFFIXES
 from .loras import PromptLoras
 from .preview import fit_latent_rgb
 from .prompts import PromptEncoder, TextTower
-from .refiner import Handover
+from .refiner import Handover, refiner_fields, usable_refiner
 from .request import GenerationRequest, GenerationResult
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
 from .sampling import resolve_schedule
@@ -158,7 +158,7 @@ class Pipeline:
         `should_skip` ends only the current batch, as A1111's Interrupt and Skip. `refiner`: the model that
         takes over at `req.refiner_switch_at` (engine.refiner)."""
         req.validate()
-        refiner = self._usable_refiner(refiner)
+        refiner = usable_refiner(self, refiner)
         seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
         subseed = req.subseed if req.subseed >= 0 else random.randrange(4294967294)
         total = req.batch_size * req.batch_count
@@ -185,7 +185,7 @@ class Pipeline:
             part = slice(b * req.batch_size, (b + 1) * req.batch_size)
             latents, interrupted, refined = self._sample(req, seeds[part], subseeds[part], text, source,
                                                          on_step, should_stop, should_skip, refiner, refiner_text)
-            fields = {**lora_fields, **(self._refiner_fields(refiner, req) if refined else {})}
+            fields = {**lora_fields, **(refiner_fields(refiner, req) if refined else {})}
             if latents is not None:
                 pixels = self.decode_latents(latents)
                 if not torch.isfinite(latents).all() or not torch.isfinite(pixels).all():
@@ -219,21 +219,6 @@ class Pipeline:
         cond = self.prompts.encode(prompt, req.clip_skip)
         two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
         return cond, self.prompts.encode(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
-
-    def _usable_refiner(self, refiner: "Pipeline | None") -> "Pipeline | None":
-        if refiner is None or refiner is self:
-            return None
-        if refiner.unet.config.out_channels != self.unet.config.out_channels or \
-                refiner.vae.config.downscale != self.vae.config.downscale:
-            raise EngineError(f"the refiner {refiner.name} works in another latent space than {self.name}")
-        if refiner.unet.config.in_channels != refiner.unet.config.out_channels:
-            raise EngineError(f"the refiner {refiner.name} is an inpainting model; choose a plain one")
-        return refiner
-
-    @staticmethod
-    def _refiner_fields(refiner: "Pipeline", req: GenerationRequest) -> dict:
-        title = f"{refiner.name} [{refiner.model_hash}]" if refiner.model_hash else refiner.name
-        return {"Refiner": title, "Refiner switch at": req.refiner_switch_at}
 
     @property
     def guidance_embedded(self) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import EngineError
 from .sampling import Conditioning, Denoiser, DiscreteSchedule
 
 DEFAULT_SWITCH_AT = 0.8      # A1111's "Switch at" slider
@@ -29,3 +30,21 @@ class Handover:
             t = torch.argmin(torch.abs(sigmas - sigma.max().to(sigmas.device, sigmas.dtype))).item()
             self.switched = (999 - t) / 1000 >= self.switch_at
         return self.switched
+
+
+def usable_refiner(base, refiner):
+    """The refiner to hand over to, or None when there is none (or it is the base itself)."""
+    if refiner is None or refiner is base:
+        return None
+    if refiner.unet.config.out_channels != base.unet.config.out_channels or \
+            refiner.vae.config.downscale != base.vae.config.downscale:
+        raise EngineError(f"the refiner {refiner.name} works in another latent space than {base.name}")
+    if refiner.unet.config.in_channels != refiner.unet.config.out_channels:
+        raise EngineError(f"the refiner {refiner.name} is an inpainting model; choose a plain one")
+    return refiner
+
+
+def refiner_fields(refiner, req) -> dict:
+    """A1111's infotext fields for a run that was handed over."""
+    title = f"{refiner.name} [{refiner.model_hash}]" if refiner.model_hash else refiner.name
+    return {"Refiner": title, "Refiner switch at": req.refiner_switch_at}

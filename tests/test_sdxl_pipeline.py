@@ -421,3 +421,34 @@ def test_a_9_channel_sdxl_inpainting_unet_matches_the_inpaint_pipeline(models):
                width=SIZE, sigmas=sigmas.tolist(), guidance_scale=6, generator=generators([SEED]),
                output_type="np").images
     assert_images_agree(ours.images, ref)
+
+
+def test_an_lcm_distilled_sdxl_unet_takes_the_guidance_as_an_embedding(models):
+    """LCM-distilled SDXL UNets (time_cond_proj_dim 256): the guidance scale goes in as a w-embedding beside
+    the micro-conditioning, one UNet row a step, as diffusers' SDXL pipeline runs them with LCMScheduler."""
+    torch.manual_seed(2)
+    with torch.no_grad():
+        unet = diffusers.UNet2DConditionModel(**SLIM_UNET, time_cond_proj_dim=256).eval()
+    base = models["engine"]
+    engine = Pipeline(engine_twin(UNet2DConditionModel, UNetConfig.from_dict(dict(unet.config)), unet), base.vae,
+                      base.text_encoder, CLIPTokenizer(), "epsilon", Device.cpu_fp32(), "lcm-sdxl-random.safetensors",
+                      second_text=base.prompts.towers[1])
+    engine.model_hash = "0123456789"
+    rows = []
+    hook = engine.unet.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    try:
+        ours = engine.generate(GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, sampler="LCM", steps=4,
+                                                 cfg_scale=8, width=SIZE, height=SIZE, seed=SEED))
+    finally:
+        hook.remove()
+    assert rows == [1, 1, 1, 1]
+    pipe = diffusers.StableDiffusionXLPipeline(
+        vae=models["vae"], text_encoder=models["clip_l"], text_encoder_2=models["bigg"], tokenizer=hf_tokenizer(),
+        tokenizer_2=hf_tokenizer(pad_token="!"), unet=unet, scheduler=diffusers.LCMScheduler(**SD_SCHEDULER),
+        add_watermarker=False)
+    ref = pipe(PROMPT, num_inference_steps=4, guidance_scale=8, height=SIZE, width=SIZE,
+               generator=generators([SEED]), output_type="np").images
+    assert_images_agree(ours.images, ref)
+    other = engine.generate(GenerationRequest(prompt=PROMPT, sampler="LCM", steps=4, cfg_scale=2, width=SIZE,
+                                              height=SIZE, seed=SEED)).images[0]
+    assert other.tobytes() != ours.images[0].tobytes()     # the scale reaches the UNet
