@@ -352,7 +352,7 @@ def test_turbo_one_step_matches_diffusers_trailing_schedule_without_a_cfg_pass(m
     """The Consistency tab's Turbo method: Euler a on SGM Uniform (starting at timestep 999), CFG 1; one step
     against diffusers' SDXL-Turbo recipe (EulerAncestral, "trailing" spacing, guidance 0)."""
     from ui.consistency import METHODS
-    sampler, schedule, steps, cfg = METHODS["Turbo"]
+    sampler, schedule, steps, cfg, _ = METHODS["Turbo"]
     engine = models["engine"]
     rows = []
     hook = engine.unet.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))

@@ -183,3 +183,15 @@ def test_controlnet_models_filtered_by_mode_and_pixel_perfect_resolution():
     assert pixel_perfect_resolution(picture, 512, 512, "Crop and resize") == 512
     assert pixel_perfect_resolution(picture, 512, 512, "Resize and fill") == 384
     assert pixel_perfect_resolution(picture, 768, 512, "Just resize") == 576
+
+
+def test_consistency_methods_set_their_steps_cfg_and_size():
+    """Turbo starts at 1 step, CFG 1 and 512x512 (SDXL-Turbo's size, which its weights do not tell);
+    LCM leaves what the page holds."""
+    import gradio as gr
+
+    from ui.consistency import method_defaults
+    assert method_defaults("Turbo") == (1, 1.0, 512, 512)
+    assert method_defaults("Lightning / Hyper")[:2] == (4, 1.0)
+    assert all(value == gr.skip() for value in method_defaults("LCM"))
+    assert method_defaults("Lightning / Hyper")[2:] == (gr.skip(), gr.skip())

@@ -18,11 +18,12 @@ from .results import results_panel, run_generation
 from .studio import Destination, Studio, Tab
 
 # method -> (sampler, schedule, steps, CFG it starts with; None: keep the slider's)
+# method: (sampler, schedule, steps, CFG, size); None keeps what the page holds
 METHODS = {
-    "LCM": ("LCM", "Automatic", None, None),
-    "Consistency": ("Consistency", "Automatic", None, None),
-    "Turbo": ("Euler a", "SGM Uniform", 1, 1.0),               # SDXL-Turbo / SD-Turbo: 1-4 steps, no CFG
-    "Lightning / Hyper": ("Euler", "SGM Uniform", 4, 1.0),     # SDXL-Lightning, Hyper-SDXL: 2-8 steps, no CFG
+    "LCM": ("LCM", "Automatic", None, None, None),
+    "Consistency": ("Consistency", "Automatic", None, None, None),
+    "Turbo": ("Euler a", "SGM Uniform", 1, 1.0, 512),          # SDXL-Turbo / SD-Turbo: 1-4 steps, no CFG, 512x512
+    "Lightning / Hyper": ("Euler", "SGM Uniform", 4, 1.0, None),   # SDXL-Lightning, Hyper-SDXL: 2-8 steps, no CFG
 }
 DEBOUNCE_SECONDS = 0.4
 NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled as LCM (guidance is an input, "
@@ -34,9 +35,10 @@ NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled
 
 
 def method_defaults(method: str) -> tuple:
-    """The steps and CFG a method starts with (Turbo: 1 step, Lightning: 4, both CFG 1)."""
-    _, _, steps, cfg = METHODS[method]
-    return (gr.skip() if steps is None else steps), (gr.skip() if cfg is None else cfg)
+    """The steps, CFG, width and height a method starts with (Turbo: 1 step at 512x512, the size SDXL-Turbo
+    was distilled at, which its weights do not tell; Lightning: 4 steps; both CFG 1)."""
+    _, _, steps, cfg, size = METHODS[method]
+    return tuple(gr.skip() if value is None else value for value in (steps, cfg, size, size))
 
 
 def lcm_checkpoint(names: list[str]) -> str | None:
@@ -98,7 +100,7 @@ def build(studio: Studio) -> None:
     studio.destinations["Consistency"] = Destination("Consistency", "consistency", editor, box.prompt, box.negative)
 
     refresh.click(lambda: gr.update(choices=studio.state.checkpoint_names()), outputs=checkpoint, queue=False)
-    sampler.input(method_defaults, sampler, [steps, cfg], queue=False)
+    sampler.input(method_defaults, sampler, [steps, cfg, width, height], queue=False)
     fields = [box.prompt, box.negative, checkpoint, sampler, steps, cfg, width, height, seed, batch_size, editor,
               strength]
 
@@ -113,7 +115,7 @@ def build(studio: Studio) -> None:
             else:
                 extra = dict(init_image=image["background"])
             extra["denoising_strength"] = float(strength_)
-        method_sampler, schedule, _, _ = METHODS[sampler_]
+        method_sampler, schedule, *_ = METHODS[sampler_]
         return GenerationRequest(prompt=prompt, negative_prompt=negative, sampler=method_sampler, schedule=schedule,
                                  steps=int(steps_),
                                  cfg_scale=float(cfg_), width=int(width_), height=int(height_),
