@@ -186,12 +186,14 @@ def test_controlnet_models_filtered_by_mode_and_pixel_perfect_resolution():
 
 
 def test_consistency_methods_set_their_steps_cfg_and_size():
-    """Turbo starts at 1 step, CFG 1 and 512x512 (SDXL-Turbo's size, which its weights do not tell);
-    LCM leaves what the page holds."""
+    """Turbo starts at 1 step, CFG 1 and at most 512x512 (SDXL-Turbo's size, which its weights do not tell; a
+    smaller model's size stays); LCM leaves what the page holds."""
     import gradio as gr
 
     from ui.consistency import method_defaults
     assert method_defaults("Turbo") == (1, 1.0, 512, 512)
+    assert method_defaults("Turbo", 1024, 1024) == (1, 1.0, 512, 512)      # an SDXL file opened at 1024
+    assert method_defaults("Turbo", 64, 64)[2:] == (64, 64)                 # the starter stays at its size
     assert method_defaults("Lightning / Hyper")[:2] == (4, 1.0)
     assert all(value == gr.skip() for value in method_defaults("LCM"))
     assert method_defaults("Lightning / Hyper")[2:] == (gr.skip(), gr.skip())

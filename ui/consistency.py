@@ -7,6 +7,7 @@ run waits a moment (debounce) and gives up if a newer change arrived meanwhile, 
 import itertools
 import threading
 import time
+from typing import NamedTuple
 
 import gradio as gr
 
@@ -17,13 +18,21 @@ from .img2img import mask_from_editor
 from .results import results_panel, run_generation
 from .studio import Destination, Studio, Tab
 
-# method -> (sampler, schedule, steps, CFG it starts with; None: keep the slider's)
-# method: (sampler, schedule, steps, CFG, size); None keeps what the page holds
+
+class Method(NamedTuple):
+    """What a Consistency-tab method runs, and what picking it sets on the page."""
+    sampler: str
+    schedule: str
+    steps: int | None       # what picking the method sets; None keeps what the page holds
+    cfg: float | None
+    size: int | None
+
+
 METHODS = {
-    "LCM": ("LCM", "Automatic", None, None, None),
-    "Consistency": ("Consistency", "Automatic", None, None, None),
-    "Turbo": ("Euler a", "SGM Uniform", 1, 1.0, 512),          # SDXL-Turbo / SD-Turbo: 1-4 steps, no CFG, 512x512
-    "Lightning / Hyper": ("Euler", "SGM Uniform", 4, 1.0, None),   # SDXL-Lightning, Hyper-SDXL: 2-8 steps, no CFG
+    "LCM": Method("LCM", "Automatic", None, None, None),
+    "Consistency": Method("Consistency", "Automatic", None, None, None),
+    "Turbo": Method("Euler a", "SGM Uniform", 1, 1.0, 512),         # SDXL-Turbo / SD-Turbo: 1-4 steps, no CFG
+    "Lightning / Hyper": Method("Euler", "SGM Uniform", 4, 1.0, None),  # SDXL-Lightning, Hyper-SDXL: 2-8 steps
 }
 DEBOUNCE_SECONDS = 0.4
 NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled as LCM (guidance is an input, "
@@ -34,11 +43,13 @@ NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled
         "paper does it).")
 
 
-def method_defaults(method: str) -> tuple:
-    """The steps, CFG, width and height a method starts with (Turbo: 1 step at 512x512, the size SDXL-Turbo
-    was distilled at, which its weights do not tell; Lightning: 4 steps; both CFG 1)."""
-    _, _, steps, cfg, size = METHODS[method]
-    return tuple(gr.skip() if value is None else value for value in (steps, cfg, size, size))
+def method_defaults(method: str, width: int | None = None, height: int | None = None) -> tuple:
+    """The steps, CFG, width and height a method starts with (Turbo: 1 step, and a size above 512 comes down
+    to 512, the size SDXL-Turbo and SD-Turbo were distilled at, which their weights do not tell, while a
+    smaller model's size stays; Lightning: 4 steps; both CFG 1)."""
+    m = METHODS[method]
+    sizes = [None if m.size is None else min(m.size, now or m.size) for now in (width, height)]
+    return tuple(gr.skip() if value is None else value for value in (m.steps, m.cfg, *sizes))
 
 
 def lcm_checkpoint(names: list[str]) -> str | None:
@@ -100,7 +111,7 @@ def build(studio: Studio) -> None:
     studio.destinations["Consistency"] = Destination("Consistency", "consistency", editor, box.prompt, box.negative)
 
     refresh.click(lambda: gr.update(choices=studio.state.checkpoint_names()), outputs=checkpoint, queue=False)
-    sampler.input(method_defaults, sampler, [steps, cfg, width, height], queue=False)
+    sampler.input(method_defaults, [sampler, width, height], [steps, cfg, width, height], queue=False)
     fields = [box.prompt, box.negative, checkpoint, sampler, steps, cfg, width, height, seed, batch_size, editor,
               strength]
 
@@ -115,8 +126,9 @@ def build(studio: Studio) -> None:
             else:
                 extra = dict(init_image=image["background"])
             extra["denoising_strength"] = float(strength_)
-        method_sampler, schedule, *_ = METHODS[sampler_]
-        return GenerationRequest(prompt=prompt, negative_prompt=negative, sampler=method_sampler, schedule=schedule,
+        method = METHODS[sampler_]
+        return GenerationRequest(prompt=prompt, negative_prompt=negative, sampler=method.sampler,
+                                 schedule=method.schedule,
                                  steps=int(steps_),
                                  cfg_scale=float(cfg_), width=int(width_), height=int(height_),
                                  seed=int(seed_ if seed_ is not None else -1), batch_size=int(batch), **extra)
