@@ -246,7 +246,8 @@ class Pipeline:
         latent_shape = (self.unet.config.out_channels, req.height // down, req.width // down)
         noise = ImageNoise(latent_shape, seeds, subseeds, req.subseed_strength, device)
         x = noise.initial()
-        sigmas = make_sigmas(req.sampler, req.schedule, req.steps, self.schedule).to(device)
+        sigmas = make_sigmas(req.sampler, req.schedule, req.steps, self.schedule,
+                             "sdxl" if self.unet.config.is_sdxl else "sd").to(device)
         n = len(seeds)
         concat, init, keep = None, None, None
 
@@ -314,7 +315,8 @@ class Pipeline:
             return last.get("denoised"), True, refined()
         except Skipped:
             return last.get("denoised"), False, refined()
-        x = x / (1 + sigmas[-1] ** 2) ** 0.5   # samplers that stop at alpha_bar_0 (DDIM) -> model latent scale
+        if spec.unit_start:   # DDIM stops at alpha_bar_0 and gives its DDPM form back, as CompVis and diffusers do
+            x = x / (1 + sigmas[-1] ** 2) ** 0.5
         if keep is not None:
             x = init * keep + x * (1 - keep)
         return x, False, refined()

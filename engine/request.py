@@ -7,7 +7,7 @@ from .control import ControlUnit
 from .errors import EngineError
 from .images import MASKED_CONTENT, RESIZE_MODES
 from .refiner import DEFAULT_SWITCH_AT
-from .sampling import SAMPLERS, SCHEDULES
+from .sampling import SAMPLERS, SCHEDULE_NAMES
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
 MAX_PROMPT_CHARACTERS = 10_000          # about 30 chunks of 77 tokens
@@ -61,7 +61,8 @@ class GenerationRequest:
                 raise InvalidRequestError(message)
 
         require(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        require(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        require(self.schedule in SCHEDULE_NAMES,
+                f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULE_NAMES)}")
         require(1 <= self.steps <= 150, f"steps must be between 1 and 150, not {self.steps}")
         for name in ("prompt", "negative_prompt"):
             length = len(getattr(self, name))

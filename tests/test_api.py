@@ -103,6 +103,19 @@ def test_img2img_inpainting_keeps_the_unmasked_part(app):
     assert info["denoising_strength"] == 0.9 and "Mask blur: 0" in info["infotexts"][0]
 
 
+def test_every_a1111_schedule_type_is_taken_and_an_unknown_one_is_automatic_with_a_warning(app):
+    listed = call(app, "/sdapi/v1/schedulers")[1]
+    assert {"normal", "beta", "kl_optimal", "align_your_steps", "polyexponential", "simple", "uniform"} <= \
+        {s["name"] for s in listed}
+    _, normal = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 3, "seed": 3, "scheduler": "normal"})
+    assert "Schedule type: Normal" in json.loads(normal["info"])["infotexts"][0]
+    _, odd = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 3, "seed": 3, "scheduler": "bogus",
+                                             "sampler_name": "Euler"})
+    info = json.loads(odd["info"])
+    assert "Schedule type: Uniform" in info["infotexts"][0]                      # Euler's own, as A1111 does
+    assert any(w.startswith("scheduler: 'bogus'") for w in info["warnings"])
+
+
 def test_png_info_lists_and_options(app):
     _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
     status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})

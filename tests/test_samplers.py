@@ -1,10 +1,13 @@
 """Samplers and schedules against k-diffusion (A1111's sampler code) and diffusers' schedulers, same UNet."""
 import diffusers
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from engine.models import UNet2DConditionModel, UNetConfig
-from engine.sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
+from engine.sampling import (SAMPLERS, SCHEDULE_NAMES, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule,
+                             ImageNoise, make_sigmas)
 from engine.sampling import schedules
 from tests.k_diffusion_reference import LatentDiffusionShim, import_k_diffusion
 from tests.reference import TINY_UNET
@@ -14,6 +17,8 @@ K_SAMPLERS = {"Euler": "sample_euler", "Euler a": "sample_euler_ancestral", "Heu
               "DPM++ 2M": "sample_dpmpp_2m", "DPM++ 2M SDE": "sample_dpmpp_2m_sde", "DPM++ SDE": "sample_dpmpp_sde",
               "DPM++ 2S a": "sample_dpmpp_2s_ancestral"}
 SCHEDULES = ["Automatic", "Karras", "Exponential", "SGM Uniform", "DDIM"]
+A1111_110_SCHEDULES = ["Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform", "KL Optimal",
+                       "Align Your Steps", "Simple", "Normal", "DDIM", "Beta"]
 STEPS = [3, 8, 15]
 SEEDS = [11, 12]
 SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
@@ -48,7 +53,7 @@ def start_latent(sigmas):
 def test_schedules_match_k_diffusion_and_a1111(setup):
     ks, kd, schedule = setup["ks"], setup["k_denoiser"], setup["schedule"]
     for n in STEPS:
-        torch.testing.assert_close(schedules.automatic(n, schedule), kd.get_sigmas(n), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(schedules.uniform(n, schedule), kd.get_sigmas(n), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(schedules.karras(n, schedule),
                                    ks.get_sigmas_karras(n, kd.sigma_min.item(), kd.sigma_max.item()), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(schedules.exponential(n, schedule),
@@ -63,6 +68,53 @@ def test_schedules_match_k_diffusion_and_a1111(setup):
         torch.testing.assert_close(schedules.ddim_uniform(n, schedule)[:-1], expected, atol=1e-6, rtol=1e-6)
 
 
+def test_a1111_110s_other_schedules_match_its_formulas(setup):
+    """Polyexponential against k-diffusion; Normal, Simple, KL Optimal, Align Your Steps and Beta written out
+    as A1111 1.10's sd_schedulers.py computes them, over k-diffusion's discrete schedule."""
+    ks, kd, schedule = setup["ks"], setup["k_denoiser"], setup["schedule"]
+    low, high = kd.sigma_min.item(), kd.sigma_max.item()
+    zero = torch.zeros(1)
+    for n in [*STEPS, 11]:
+        for rho in (1.0, 2.5):
+            torch.testing.assert_close(schedules.polyexponential(n, schedule, rho),
+                                       ks.get_sigmas_polyexponential(n, low, high, rho), atol=1e-5, rtol=1e-5)
+        start, end = kd.sigma_to_t(kd.sigma_max), kd.sigma_to_t(kd.sigma_min)
+        expected = torch.cat([torch.stack([kd.t_to_sigma(t) for t in torch.linspace(start, end, n)]), zero])
+        torch.testing.assert_close(schedules.normal(n, schedule), expected, atol=1e-5, rtol=1e-5)
+        expected = torch.cat([torch.stack([kd.sigmas[-(1 + int(x * 1000 / n))] for x in range(n)]), zero])
+        torch.testing.assert_close(schedules.simple(n, schedule), expected, atol=1e-6, rtol=1e-6)
+        i = torch.arange(n + 1)
+        expected = torch.tan(i / n * torch.atan(torch.tensor(low)) + (1 - i / n) * torch.atan(torch.tensor(high)))
+        kl = schedules.kl_optimal(n, schedule)
+        torch.testing.assert_close(kl, expected, atol=1e-5, rtol=1e-5)
+        assert len(kl) == n + 1 and kl[-1].item() == pytest.approx(low, rel=1e-4)    # A1111's ends at sigma_min, not 0
+        quantiles = torch.tensor(stats.beta.ppf(1 - np.linspace(0, 1, n), 0.6, 0.6), dtype=torch.float32)
+        torch.testing.assert_close(schedules.beta(n, schedule), torch.cat([low + quantiles * (high - low), zero]))
+    # Align Your Steps: NVIDIA's 10-step grids (11 sigmas) as published, then log-linear in between
+    for family, published in schedules.ALIGN_YOUR_STEPS.items():
+        grid = make_sigmas("Euler", "Align Your Steps", 11, setup["schedule"], family)
+        torch.testing.assert_close(grid, torch.tensor([*published, 0.0]))
+        for n in (4, 20):
+            grid = make_sigmas("Euler", "Align Your Steps", n, setup["schedule"], family)
+            assert len(grid) == n + 1 and grid[0].item() == pytest.approx(14.615) and grid[-2].item() == \
+                pytest.approx(0.029) and bool((grid[:-1].diff() < 0).all())
+    sd, xl = (make_sigmas("Euler", "Align Your Steps", 11, setup["schedule"], f) for f in ("sd", "sdxl"))
+    assert sd[4].item() == pytest.approx(1.886) and xl[4].item() == pytest.approx(1.342)
+
+
+@pytest.mark.parametrize("schedule", ["Polyexponential", "KL Optimal", "Align Your Steps", "Simple", "Normal", "Beta"])
+def test_k_samplers_on_the_other_schedules_match_k_diffusion(setup, schedule):
+    for sampler in ("Euler a", "DPM++ 2M", "DPM++ 2M SDE"):
+        sigmas = make_sigmas(sampler, schedule, 8, setup["schedule"])
+        x = start_latent(sigmas)
+        error = close(run_engine(setup, sampler, sigmas, x), run_k_diffusion(setup, sampler, sigmas, x))
+        assert error <= 1e-4, f"{sampler} / {schedule}: {error:.2e}"
+
+
+def test_every_a1111_schedule_is_offered():
+    assert set(A1111_110_SCHEDULES) <= set(SCHEDULE_NAMES) and SCHEDULE_NAMES[0] == "Automatic"
+
+
 def test_ddim_timesteps_match_diffusers():
     schedule = DiscreteSchedule()
     for n in STEPS:
@@ -75,7 +127,7 @@ def test_ddim_timesteps_match_diffusers():
 
 def test_automatic_resolves_to_a1111_defaults():
     schedule = DiscreteSchedule()
-    for sampler, expected in [("DPM++ 2M", "Karras"), ("DPM++ 2M SDE", "Exponential"), ("Euler", "Automatic")]:
+    for sampler, expected in [("DPM++ 2M", "Karras"), ("DPM++ 2M SDE", "Exponential"), ("Euler", "Uniform")]:
         torch.testing.assert_close(make_sigmas(sampler, "Automatic", 10, schedule),
                                    schedules.SCHEDULES[expected](10, schedule))
 

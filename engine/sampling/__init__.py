@@ -16,14 +16,14 @@ from .consistency import sample_consistency, sample_lcm
 from .ddim import sample_ddim
 from .denoiser import Conditioning, Denoiser
 from .noise import BrownianNoise, ImageNoise
-from .schedules import SCHEDULES, DiscreteSchedule, ddim_uniform
+from .schedules import SCHEDULES, DiscreteSchedule, align_your_steps, ddim_uniform
 from .unipc import sample_unipc
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
     function: Callable
-    default_schedule: str = "Automatic"
+    default_schedule: str = "Uniform"
     noise: str | None = None            # None, "ancestral" or "brownian"
     unit_start: bool = False
     options: tuple[str, ...] = ()       # keyword options a user may set (eta, s_noise, ...)
@@ -47,23 +47,27 @@ SAMPLERS: dict[str, SamplerSpec] = {
                                boundary="lcm"),
 }
 
-SCHEDULE_NAMES = ["Automatic", *[name for name in SCHEDULES if name != "Automatic"]]
+SCHEDULE_NAMES = ["Automatic", *SCHEDULES]
 
 
 def resolve_schedule(sampler: str, schedule: str) -> str:
     """The schedule actually used: "Automatic" means the sampler's A1111 default."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-    if schedule not in SCHEDULES:
+    if schedule not in SCHEDULE_NAMES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULE_NAMES)}")
     return SAMPLERS[sampler].default_schedule if schedule == "Automatic" else schedule
 
 
-def make_sigmas(sampler: str, schedule: str, steps: int, model_schedule: DiscreteSchedule) -> torch.Tensor:
-    """Descending sigmas (steps + 1 values) for this sampler and schedule."""
+def make_sigmas(sampler: str, schedule: str, steps: int, model_schedule: DiscreteSchedule,
+                family: str = "sd") -> torch.Tensor:
+    """Descending sigmas for this sampler and schedule (steps + 1 values; KL Optimal ends at sigma_min, as
+    A1111's does). `family` ("sd" or "sdxl") picks the Align Your Steps grid."""
     name = resolve_schedule(sampler, schedule)
     if name == "DDIM" and sampler == "DDIM":   # DDIM's own grid stops at alpha_bar_0, as CompVis and diffusers do
         return ddim_uniform(steps, model_schedule, final_sigma=model_schedule.sigma_min)
+    if name == "Align Your Steps":
+        return align_your_steps(steps, model_schedule, family)
     return SCHEDULES[name](steps, model_schedule)
 
 

@@ -6,7 +6,9 @@ ends with 0 (or with sigma at t=0 where a timestep sampler stops there).
 """
 import math
 
+import numpy as np
 import torch
+from scipy import stats
 
 
 # alpha_bar at the last timestep of a zero-terminal-SNR schedule: A1111 and ComfyUI keep it this far above 0 so
@@ -68,10 +70,23 @@ def _with_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas.float(), sigmas.new_zeros(1, dtype=torch.float32)])
 
 
-def automatic(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
-    """k-diffusion's default for a discrete model: timesteps evenly spaced from 999 to 0."""
+def uniform(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """k-diffusion's default for a discrete model (A1111's "Uniform"): timesteps evenly spaced from 999 to 0."""
     t = torch.linspace(len(schedule.sigmas) - 1, 0, n)
     return _with_zero(schedule.t_to_sigma(t))
+
+
+def normal(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """A1111's "Normal": n timesteps evenly spaced from sigma_max's to sigma_min's (the ends included)."""
+    start = schedule.sigma_to_t(torch.tensor(schedule.sigma_max))
+    end = schedule.sigma_to_t(torch.tensor(schedule.sigma_min))
+    return _with_zero(schedule.t_to_sigma(torch.linspace(start.item(), end.item(), n)))
+
+
+def simple(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """ComfyUI's and A1111's "Simple": every (1000 / n)-th training sigma, counted down from the last."""
+    stride = len(schedule.sigmas) / n
+    return _with_zero(torch.stack([schedule.sigmas[-(1 + int(i * stride))] for i in range(n)]))
 
 
 def karras(n: int, schedule: DiscreteSchedule, rho: float = 7.0) -> torch.Tensor:
@@ -84,6 +99,45 @@ def karras(n: int, schedule: DiscreteSchedule, rho: float = 7.0) -> torch.Tensor
 def exponential(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
     """Sigmas evenly spaced in log space from sigma_max to sigma_min."""
     return _with_zero(torch.linspace(math.log(schedule.sigma_max), math.log(schedule.sigma_min), n).exp())
+
+
+def polyexponential(n: int, schedule: DiscreteSchedule, rho: float = 1.0) -> torch.Tensor:
+    """k-diffusion's polynomial in log sigma: log sigma_i = log min + (1 - i/(n-1))^rho (log max - log min)."""
+    ramp = torch.linspace(1, 0, n) ** rho
+    log_min, log_max = math.log(schedule.sigma_min), math.log(schedule.sigma_max)
+    return _with_zero((ramp * (log_max - log_min) + log_min).exp())
+
+
+def kl_optimal(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """Sabour et al. 2024, "Align Your Steps", Eq. (KL-optimal): sigmas evenly spaced in arctan(sigma), from
+    sigma_max to sigma_min. As in A1111 the grid ends at sigma_min, not 0 (n + 1 values)."""
+    fraction = torch.arange(n + 1) / n
+    return torch.tan(fraction * math.atan(schedule.sigma_min) + (1 - fraction) * math.atan(schedule.sigma_max))
+
+
+# the 10-step sigmas NVIDIA published for SD1.5 and SDXL (Sabour et al. 2024), interpolated to other step counts
+ALIGN_YOUR_STEPS = {
+    "sd": [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029],
+    "sdxl": [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029],
+}
+
+
+def align_your_steps(n: int, schedule: DiscreteSchedule, family: str = "sd") -> torch.Tensor:
+    """Align Your Steps: the published grid for the family, log-linearly interpolated to n sigmas unless n is
+    11 (NVIDIA's how-to, as A1111 does it), then 0."""
+    sigmas = ALIGN_YOUR_STEPS["sdxl" if family == "sdxl" else "sd"]
+    if n != len(sigmas):
+        xs = np.linspace(0, 1, len(sigmas))
+        sigmas = np.exp(np.interp(np.linspace(0, 1, n), xs, np.log(sigmas[::-1])))[::-1]
+    return _with_zero(torch.tensor(np.array(sigmas), dtype=torch.float32))
+
+
+def beta(n: int, schedule: DiscreteSchedule, alpha: float = 0.6, beta_: float = 0.6) -> torch.Tensor:
+    """Lee et al. 2024, "Beta Sampling is All You Need": the Beta(alpha, beta) quantiles of 1 - i/(n-1),
+    mapped linearly onto [sigma_min, sigma_max] (A1111's form; its default alpha = beta = 0.6)."""
+    quantiles = stats.beta.ppf(1 - np.linspace(0, 1, n), alpha, beta_)
+    sigmas = schedule.sigma_min + quantiles * (schedule.sigma_max - schedule.sigma_min)
+    return _with_zero(torch.tensor(sigmas, dtype=torch.float32))
 
 
 def sgm_uniform(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
@@ -117,11 +171,19 @@ def lcm(steps: int, schedule: DiscreteSchedule, strength: float = 1.0) -> torch.
     return torch.cat([schedule.sigmas[t], torch.zeros(1)]).float()
 
 
+# A1111 1.10's schedule types in its order ("Automatic", the sampler's own default, is resolved before this),
+# then LCM's distillation grid
 SCHEDULES = {
-    "Automatic": automatic,
+    "Uniform": uniform,
     "Karras": karras,
     "Exponential": exponential,
+    "Polyexponential": polyexponential,
     "SGM Uniform": sgm_uniform,
+    "KL Optimal": kl_optimal,
+    "Align Your Steps": align_your_steps,
+    "Simple": simple,
+    "Normal": normal,
     "DDIM": ddim_uniform,
+    "Beta": beta,
     "LCM": lcm,
 }

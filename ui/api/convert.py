@@ -66,22 +66,32 @@ def pick_name(wanted: str, names: list[str]) -> str | None:
     return next((n for n in names if wanted in (n, Path(n).stem, Path(n).name)), None)
 
 
+def schedule_id(label: str) -> str:
+    """A1111's id of a schedule type: "SGM Uniform" -> "sgm_uniform"."""
+    return label.lower().replace(" ", "_")
+
+
+def known_schedule(name: str | None) -> str | None:
+    """The schedule type a client means, by A1111 label or id in any case ("Karras", "sgm_uniform",
+    "SGMUniform"); None for a name that is not one."""
+    wanted = (name or "Automatic").lower().replace("_", " ")
+    return {**{s.lower(): s for s in SCHEDULE_NAMES}, "sgmuniform": "SGM Uniform"}.get(wanted)
+
+
 def sampler_and_schedule(payload: GenerationPayload) -> tuple[str, str]:
-    """A1111 accepts "DPM++ 2M Karras" (older clients) as well as sampler + scheduler, names in any case."""
+    """A1111 accepts "DPM++ 2M Karras" (older clients) as well as sampler + scheduler, names in any case.
+    A scheduler it does not know means "Automatic" there, and here (`info["warnings"]` says so)."""
     name = payload.sampler_name or payload.sampler_index or "Euler"
-    schedule = (payload.scheduler or "Automatic").replace("_", " ")    # A1111's ids: "sgm_uniform", "karras"
+    schedule = known_schedule(payload.scheduler) or "Automatic"
     by_lower = {s.lower(): s for s in SAMPLERS}
-    schedules = {s.lower(): s for s in SCHEDULE_NAMES}
-    if name.lower() not in by_lower:
+    if name.lower() not in by_lower and schedule == "Automatic":
         for label in SCHEDULE_NAMES:
             if name.lower().endswith(" " + label.lower()) and name[: -len(label) - 1].lower() in by_lower:
                 name, schedule = name[: -len(label) - 1], label
                 break
     if name.lower() not in by_lower:
         raise PayloadError(f"sampler_name: unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
-    if schedule.lower() not in schedules:
-        raise PayloadError(f"scheduler: unknown scheduler {schedule!r}; choose one of: {', '.join(SCHEDULE_NAMES)}")
-    return by_lower[name.lower()], schedules[schedule.lower()]
+    return by_lower[name.lower()], schedule
 
 
 def to_request(payload: GenerationPayload, native_size: int, clip_skip: int = 1) -> GenerationRequest:

@@ -22,7 +22,7 @@ from engine import EngineError
 from engine.images import to_pil
 from engine.infotext import parse_infotext
 from engine.preview import linear_preview
-from engine.sampling import SAMPLERS, SCHEDULE_NAMES, SCHEDULES
+from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 from engine.version import __version__
 
 from ..jobs import Job
@@ -30,10 +30,12 @@ from ..model_state import AUTOMATIC_VAE
 from ..outputs import save_image
 from ..studio import Studio
 from .controlnet import control_units, controlnet_router
-from .convert import PayloadError, decode_image, encode_image, info_json, pick_name, to_request
+from .convert import PayloadError, decode_image, encode_image, info_json, pick_name, schedule_id, to_request
 from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
 from .unused import refuse_missing_scripts, unused_field_warnings
+
+INNER_MODEL_SCHEDULES = {"Uniform", "SGM Uniform", "Simple", "Normal", "DDIM", "Beta", "LCM"}   # A1111's flag
 
 PREFIX = "/sdapi/v1"
 APP_DIR = Path(__file__).resolve().parents[2]
@@ -134,12 +136,13 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
     @router.get("/samplers")
     def samplers():
         return [{"name": name, "aliases": [name.lower().replace(" ", "_").replace("+", "p")],
-                 "options": {"scheduler": spec.default_schedule}} for name, spec in SAMPLERS.items()]
+                 "options": {"scheduler": schedule_id(spec.default_schedule)}} for name, spec in SAMPLERS.items()]
 
     @router.get("/schedulers")
     def schedulers():
-        return [{"name": name.lower().replace(" ", "_"), "label": name, "aliases": None, "default_rho": -1,
-                 "need_inner_model": False} for name in SCHEDULE_NAMES if name in SCHEDULES or name == "Automatic"]
+        return [{"name": schedule_id(name), "label": name, "aliases": ["SGMUniform"] if name == "SGM Uniform" else None,
+                 "default_rho": {"Karras": 7.0, "Polyexponential": 1.0}.get(name, -1),
+                 "need_inner_model": name in INNER_MODEL_SCHEDULES} for name in SCHEDULE_NAMES]
 
     @router.get("/sd-vae")
     def sd_vae():

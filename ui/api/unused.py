@@ -3,7 +3,9 @@
 refused as A1111 refuses them. Clients such as webuiapi send every field with its default, which says nothing."""
 import math
 
-from .convert import PayloadError
+from engine.sampling import SCHEDULE_NAMES
+
+from .convert import PayloadError, known_schedule
 from .schemas import GenerationPayload, Img2ImgPayload
 
 OFF = {   # field -> the values that ask for nothing
@@ -50,6 +52,9 @@ def unused_field_warnings(payload: GenerationPayload) -> list[str]:
                 warnings.append(f"{name}: ignored ({WHY.get(name, 'not available in this app')})")
         elif name not in type(payload).model_fields and name not in ANY_VALUE:
             warnings.append(f"{name}: not a field of the API; ignored")
+    if payload.scheduler and known_schedule(payload.scheduler) is None:
+        warnings.append(f"scheduler: {payload.scheduler!r} is not a schedule type here; Automatic was used, as "
+                        f"A1111 does (schedule types: {', '.join(SCHEDULE_NAMES)})")
     for key in payload.override_settings or {}:
         if key not in SETTINGS_USED:
             warnings.append(f"override_settings.{key}: ignored (settings applied per request: "
