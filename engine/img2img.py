@@ -17,16 +17,22 @@ from .request import GenerationRequest
 
 @dataclass
 class Source:
-    image: torch.Tensor                          # (1, 3, H, W) in [-1, 1], at the processing size
+    image: torch.Tensor | None                   # (1, 3, H, W) in [-1, 1], at the processing size
     pixel_mask: torch.Tensor | None = None       # (1, 1, H, W), 1 = repaint, rounded
     latent_mask: torch.Tensor | None = None      # (1, 1, H/8, W/8), 1 = repaint, rounded
     overlay: Image.Image | None = None           # original pixels to put back outside the mask
     paste_box: tuple[int, int, int, int] | None = None
     infotext: dict = field(default_factory=dict)
+    latent: torch.Tensor | None = None           # (1, C, H/8, W/8) scaled latent given instead of a picture
 
 
 def prepare_source(req: GenerationRequest, downscale: int = 8) -> Source:
     w, h = req.width, req.height
+    if req.init_image is None:
+        if tuple(req.init_latent.shape[-2:]) != (h // downscale, w // downscale):
+            raise ValueError(f"the init latent is {tuple(req.init_latent.shape[-2:])}; {w}x{h} needs "
+                             f"{(h // downscale, w // downscale)}")
+        return Source(None, latent=req.init_latent)
     image = images.flatten(req.init_image)
     mask = images.prepare_mask(req.mask, req.mask_blur, req.invert_mask) if req.mask is not None else None
     region, overlay_mask, info = None, None, {}

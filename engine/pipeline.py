@@ -18,6 +18,7 @@ from . import images
 from .control import Control
 from .devices import Device
 from .errors import EngineError, NumericalError
+from .hires import generate_hires
 from .img2img import Source, inpaint_conditioning, prepare_source
 from .infotext import create_infotext
 from .loading import load_components, load_vae
@@ -153,12 +154,16 @@ class Pipeline:
     # ------------------------------------------------------------------ generation
     def generate(self, req: GenerationRequest, progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None,
-                 should_skip: Callable[[], bool] | None = None, refiner: "Pipeline | None" = None) -> GenerationResult:
+                 should_skip: Callable[[], bool] | None = None, refiner: "Pipeline | None" = None,
+                 hires_model: "Pipeline | None" = None, upscalers: dict | None = None) -> GenerationResult:
         """Run a request. `should_stop` ends the job (its current batch is decoded as it stands);
         `should_skip` ends only the current batch, as A1111's Interrupt and Skip. `refiner`: the model that
-        takes over at `req.refiner_switch_at` (engine.refiner)."""
+        takes over at `req.refiner_switch_at` (engine.refiner). With `req.hires`, the hires fix's second pass
+        runs on `hires_model` (default: this one) with the model upscalers `upscalers` (name -> step)."""
         req.validate()
         refiner = usable_refiner(self, refiner)
+        if req.hires is not None:
+            return generate_hires(self, req, progress, should_stop, should_skip, refiner, hires_model, upscalers)
         seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
         subseed = req.subseed if req.subseed >= 0 else random.randrange(4294967294)
         total = req.batch_size * req.batch_count
@@ -174,7 +179,7 @@ class Pipeline:
 
         result = GenerationResult([], seeds, subseeds, [])
         steps_done = [0]
-        job_steps = self._steps_run(req) * req.batch_count
+        job_steps = self.steps_run(req) * req.batch_count
 
         def on_step(denoised):
             steps_done[0] += 1
@@ -188,6 +193,7 @@ class Pipeline:
             fields = {**lora_fields, **(refiner_fields(refiner, req) if refined else {})}
             if latents is not None:
                 pixels = self.decode_latents(latents)
+                result.latents.extend(latents.float().cpu())
                 if not torch.isfinite(latents).all() or not torch.isfinite(pixels).all():
                     raise NumericalError(
                         f"the picture came out as NaN/infinity ({self.device}): the model overflowed at this "
@@ -225,7 +231,8 @@ class Pipeline:
         """An LCM-distilled UNet takes the guidance scale as an input (w-conditioning) instead of a CFG pass."""
         return bool(self.unet.config.time_cond_proj_dim)
 
-    def _steps_run(self, req: GenerationRequest) -> int:
+    def steps_run(self, req: GenerationRequest) -> int:
+        """Sampler steps one picture of `req` takes (img2img: A1111's part of the schedule)."""
         if not req.is_img2img or self._lcm_strength_grid(req):
             return req.steps
         return int(min(req.denoising_strength, 0.999) * req.steps) + 1
@@ -256,7 +263,8 @@ class Pipeline:
             if self.unet.config.in_channels == 9:   # inpainting UNet with nothing to keep: all-masked grey image
                 concat = inpaint_conditioning(self.encode_images, torch.zeros(1, 3, req.height, req.width), None)
         else:
-            init = self.encode_images(source.image).expand(n, -1, -1, -1)
+            init = (source.latent.to(device) if source.latent is not None
+                    else self.encode_images(source.image)).expand(n, -1, -1, -1)
             if source.latent_mask is not None:
                 repaint = source.latent_mask.to(device)
                 keep = 1.0 - repaint
@@ -264,8 +272,9 @@ class Pipeline:
                     init = init * keep + ImageNoise(latent_shape, seeds, device=device).initial() * repaint
                 elif req.masked_content == "latent nothing":
                     init = init * keep
-            if self.unet.config.in_channels == 9:
-                concat = inpaint_conditioning(self.encode_images, source.image, source.pixel_mask)
+            if self.unet.config.in_channels == 9:   # a latent to start from: all-masked, as A1111's latent hires fix
+                picture = source.image if source.image is not None else torch.zeros(1, 3, req.height, req.width)
+                concat = inpaint_conditioning(self.encode_images, picture, source.pixel_mask)
             if self._lcm_strength_grid(req):
                 sigmas = lcm(req.steps, self.schedule, req.denoising_strength).to(device)
             else:

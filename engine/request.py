@@ -1,10 +1,12 @@
 """What a generation asks for, and what it gives back. Plain data; the pipeline does the work."""
 from dataclasses import dataclass, field
 
+import torch
 from PIL import Image
 
 from .control import ControlUnit
 from .errors import EngineError
+from .hires import HiresFix
 from .images import MASKED_CONTENT, RESIZE_MODES
 from .refiner import DEFAULT_SWITCH_AT
 from .sampling import SAMPLERS, SCHEDULE_NAMES
@@ -39,6 +41,7 @@ class GenerationRequest:
     s_noise: float = 1.0
     # img2img / inpaint
     init_image: Image.Image | None = None
+    init_latent: torch.Tensor | None = None     # (1, C, H/8, W/8) scaled latent to start from instead (latent upscale)
     denoising_strength: float = 0.75
     resize_mode: str = "Just resize"
     mask: Image.Image | None = None     # white = repaint
@@ -49,11 +52,12 @@ class GenerationRequest:
     masked_padding: int = 32
     control_units: list[ControlUnit] = field(default_factory=list)    # ControlNet, summed
     refiner_switch_at: float = DEFAULT_SWITCH_AT   # fraction of the run after which a refiner, when one is given, takes over
+    hires: HiresFix | None = None       # txt2img's hires fix: a second, img2img pass at a larger size
     extra_infotext: dict = field(default_factory=dict)
 
     @property
     def is_img2img(self) -> bool:
-        return self.init_image is not None
+        return self.init_image is not None or self.init_latent is not None
 
     def validate(self) -> None:
         def require(ok: bool, message: str):
@@ -103,6 +107,9 @@ class GenerationRequest:
         require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")
         for unit in self.control_units:
             unit.validate(require)
+        if self.hires is not None:
+            require(not self.is_img2img, "hires fix is a txt2img feature; img2img takes the larger size directly")
+            self.hires.validate(require, self.width, self.height)
 
 
 @dataclass
@@ -112,3 +119,4 @@ class GenerationResult:
     subseeds: list[int]
     infotexts: list[str]
     interrupted: bool = False
+    latents: list[torch.Tensor] = field(default_factory=list)   # each picture's final scaled latent, on the CPU

@@ -116,6 +116,27 @@ def test_every_a1111_schedule_type_is_taken_and_an_unknown_one_is_automatic_with
     assert any(w.startswith("scheduler: 'bogus'") for w in info["warnings"])
 
 
+def test_hires_fix_makes_the_larger_picture_and_says_so(app):
+    body = {"prompt": "a red circle", "steps": 3, "seed": 5, "enable_hr": True, "hr_scale": 2, "hr_upscaler": "Lanczos",
+            "hr_second_pass_steps": 2, "denoising_strength": 0.5, "hr_sampler_name": "Euler a"}
+    status, answer = call(app, "/sdapi/v1/txt2img", body)
+    assert status == 200 and picture(answer["images"][0]).size == (128, 128)       # the starter's 64, doubled
+    info = json.loads(answer["info"])
+    assert info["warnings"] == [] and info["width"] == 64 and info["denoising_strength"] == 0.5
+    assert "Size: 64x64" in info["infotexts"][0] and "Hires sampler: Euler a, Hires upscale: 2, Hires steps: 2, " \
+        "Hires upscaler: Lanczos" in info["infotexts"][0]                        # A1111's order
+    found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})[1]["parameters"]
+    assert (found["Hires upscale"], found["Hires steps"], found["Denoising strength"]) == ("2", "2", "0.5")
+    status, answer = call(app, "/sdapi/v1/txt2img", {**body, "hr_resize_x": 96, "hr_resize_y": 160,
+                                                     "hr_upscaler": "Latent (nearest)"})
+    assert status == 200 and picture(answer["images"][0]).size == (96, 160)
+    for wrong, message in [({"hr_upscaler": "4x-Nope"}, "no upscaler named '4x-Nope'"),
+                           ({"hr_scale": 64}, "hires upscale"), ({"hr_sampler_name": "Quick"}, "hr_sampler_name"),
+                           ({"hr_checkpoint_name": "nothing-here"}, "hr_checkpoint_name")]:
+        status, answer = call(app, "/sdapi/v1/txt2img", {**body, **wrong})
+        assert status == 422 and message in json.dumps(answer), (wrong, answer)
+
+
 def test_png_info_lists_and_options(app):
     _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
     status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})

@@ -108,12 +108,13 @@ def test_lists_and_numbers_are_bounded(app, path, body, message):
 
 def test_fields_that_ask_for_what_the_app_does_not_do_are_named_in_the_warnings(app):
     status, answer = call(app, "/sdapi/v1/txt2img", {
-        "prompt": "a red circle", "steps": 1, "restore_faces": True, "enable_hr": True, "hr_scale": 2,
+        "prompt": "a red circle", "steps": 1, "restore_faces": True, "firstphase_width": 32,
         "styles": ["cinematic"], "override_settings": {"sd_vae": "x", "CLIP_stop_at_last_layers": 1},
         "made_up_field": 3, "s_churn": 0.5})
     warnings = json.loads(answer["info"])["warnings"]
     assert status == 200 and len(warnings) == 6, warnings
-    for name in ("restore_faces", "enable_hr", "styles", "override_settings.sd_vae", "made_up_field", "s_churn"):
+    for name in ("restore_faces", "firstphase_width", "styles", "override_settings.sd_vae", "made_up_field",
+                 "s_churn"):
         assert any(w.startswith(name + ":") for w in warnings), (name, warnings)
     quiet = {"prompt": "x", "steps": 1, "restore_faces": False, "tiling": False, "enable_hr": False, "hr_scale": 2,
              "styles": [], "seed_resize_from_h": 0, "s_tmax": 0, "override_settings": {}, "script_args": []}

@@ -185,6 +185,41 @@ def test_png_info_round_trip_to_txt2img(page, app, tmp_path):
     assert page.locator("#txt2img_sampler input").input_value() == "Euler a"
 
 
+def test_hires_fix_from_the_accordion_and_back_through_png_info(page, app, tmp_path):
+    page.click("#txt2img_hires")                        # the accordion opens
+    page.locator("#txt2img_enable_hr input[type=checkbox]").check()
+    wait_until(lambda: "to 128x128" in page.inner_text("#txt2img_hr_target"), 10, message="the target size")
+    set_number(page, "txt2img_hires_steps", 3)
+    set_number(page, "txt2img_denoising_strength", 0.5)
+    page.locator("#txt2img_hr_upscaler input").fill("Lanczos")
+    page.locator("#txt2img_hr_upscaler input").press("Enter")
+    set_number(page, "txt2img_steps", 4)
+    set_number(page, "txt2img_seed", 99)
+    before = saved(app, "txt2img")
+    page.click("#txt2img_generate")
+    wait_done(page, "txt2img")
+    new = [p for p in saved(app, "txt2img") if p not in before]
+    assert len(new) == 1 and Image.open(new[0]).size == (128, 128)
+    info = page.locator("#txt2img_info textarea").input_value()
+    assert "Size: 64x64" in info and "Denoising strength: 0.5, Hires upscale: 2, Hires steps: 3, " \
+        "Hires upscaler: Lanczos" in info
+    page.locator("#txt2img_enable_hr input[type=checkbox]").uncheck()
+    text = "a ring\nSteps: 5, Sampler: Euler, Seed: 3, Size: 64x64, Denoising strength: 0.45, Hires resize: 96x128, " \
+           "Hires steps: 7, Hires upscaler: Latent (nearest)"
+    path = save_image(Image.new("RGB", (96, 128), "white"), text, 3, tmp_path, "txt2img")
+    open_tab(page, "PNG Info")
+    page.set_input_files("#png_info_image input[type=file]", str(path))
+    wait_until(lambda: page.locator("#png_info_text textarea").input_value() == text, 20, message="the parameters")
+    page.click("#png_info_send_to_txt2img")
+    wait_until(lambda: page.locator("#txt2img_enable_hr input[type=checkbox]").is_checked(), 10,
+               message="hires fix to be ticked")
+    assert page.locator("#txt2img_hr_upscaler input").input_value() == "Latent (nearest)"
+    assert page.locator("#txt2img_hires_steps input[type=number]").input_value() == "7"
+    assert page.locator("#txt2img_hr_resize_x input[type=number]").input_value() == "96"
+    assert page.locator("#txt2img_denoising_strength input[type=number]").input_value() == "0.45"
+    page.locator("#txt2img_enable_hr input[type=checkbox]").uncheck()
+
+
 def test_the_queue_serves_two_browser_tabs_one_at_a_time(browser, app):
     first, second = browser.new_page(), browser.new_page()
     try:

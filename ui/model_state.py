@@ -6,6 +6,7 @@ from pathlib import Path
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
 from engine.loading.catalog import list_checkpoints, list_controlnets, list_loras, list_vaes
 from engine.loading.controlnet import controlnet_kind, load_controlnet
+from engine.upscalers import LATENT_UPSCALE_MODES, PIXEL_UPSCALERS
 
 STARTER_NAME = "starter"
 AUTOMATIC_VAE = "Automatic"
@@ -51,6 +52,10 @@ class ModelState:
 
     def lora_names(self) -> list[str]:
         return [p.stem for p in list_loras(self.lora_dir)]
+
+    def upscaler_names(self) -> list[str]:
+        """A1111's upscaler list: the latent modes, None, Lanczos, Nearest."""
+        return [*LATENT_UPSCALE_MODES, *PIXEL_UPSCALERS]
 
     @property
     def controlnet_dir(self) -> Path:
@@ -198,8 +203,11 @@ class ModelState:
     def generate(self, request: GenerationRequest, progress=None, should_stop=None, should_skip=None,
                  checkpoint: str | None = None, refiner: str | None = None) -> GenerationResult:
         """Run a request on the loaded model, or on `checkpoint` when a tab names its own; `refiner` names the
-        checkpoint that takes over at request.refiner_switch_at (kept loaded beside the model for the next run)."""
+        checkpoint that takes over at request.refiner_switch_at (kept loaded beside the model for the next run);
+        a hires fix naming its own checkpoint runs its second pass there."""
         with self._lock:
             pipeline = self._pipeline_for(checkpoint)
             refining = self._opened(refiner, self._refiner) if refiner else None
-            return pipeline.generate(request, progress, should_stop, should_skip, refining)
+            hires = request.hires.checkpoint if request.hires is not None else None
+            second = self._opened(hires, self._side) if hires else None   # the hires fix's own checkpoint
+            return pipeline.generate(request, progress, should_stop, should_skip, refining, second)

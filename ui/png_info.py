@@ -5,6 +5,7 @@ from PIL import Image, UnidentifiedImageError
 from engine.infotext import parse_infotext
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
+from .hires import pasted as hires_values
 from .refiner import pasted as refiner_values
 from .studio import Studio, Tab
 
@@ -74,17 +75,21 @@ def build(studio: Studio) -> None:
     for tab_id, button in send_buttons.items():
         box, controls = studio.forms[tab_id]
         outputs = [box.prompt, box.negative, controls.sampler, controls.schedule, controls.steps, controls.width,
-                   controls.height, controls.cfg, controls.seed, *studio.refiners[tab_id].components(), studio.tabs]
+                   controls.height, controls.cfg, controls.seed, *studio.refiners[tab_id].components()]
+        hires = studio.hires.get(tab_id)
+        outputs += [*(hires.components() if hires else []), studio.tabs]
         extra_image = studio.destinations.get(tab_id) if tab_id == "img2img" else None
         if extra_image is not None:
             outputs += [extra_image.image, extra_image.subtabs]
 
-        def send(found, path, tab_id=tab_id, with_image=extra_image is not None):
+        def send(found, path, tab_id=tab_id, with_image=extra_image is not None, with_hires=hires is not None):
             if not found or found.startswith("This picture carries"):
                 raise gr.Error("Drop a picture with generation parameters first.")
             fields = parse_infotext(found)
-            values = form_values(fields) + refiner_values(fields, studio.state.checkpoint_names()) + [
-                gr.Tabs(selected=tab_id)]
+            values = form_values(fields) + refiner_values(fields, studio.state.checkpoint_names())
+            if with_hires:
+                values += hires_values(fields, studio.state.checkpoint_names(), studio.state.upscaler_names())
+            values += [gr.Tabs(selected=tab_id)]
             if with_image:
                 values += [Image.open(path), gr.Tabs(selected="img2img_upload")]
             return values

@@ -50,6 +50,7 @@ class Studio:
     pending_sends: list[tuple] = field(default_factory=list)    # (button, names, chooser, results, selected)
     forms: dict[str, tuple] = field(default_factory=dict)       # tab id -> (PromptBox, SamplingControls)
     refiners: dict[str, object] = field(default_factory=dict)   # tab id -> refiner.RefinerControls
+    hires: dict[str, object] = field(default_factory=dict)      # tab id -> hires.HiresControls (txt2img)
     annotators: object = None                                   # extensions.ExtensionAPI: ControlNet preprocessors
     controlnet_tabs: gr.Tabs | None = None
 

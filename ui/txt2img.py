@@ -2,6 +2,7 @@
 import gradio as gr
 
 from .generation_form import build_request, prompt_box, sampling_controls
+from .hires import hires_controls
 from .refiner import refiner_controls
 from .results import results_panel, run_generation
 from .studio import Studio, Tab
@@ -13,6 +14,7 @@ def build(studio: Studio) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             controls = sampling_controls(studio, "txt2img", last_seed)
+            hires = hires_controls(studio, "txt2img", controls.width, controls.height)
             refiner = refiner_controls(studio, "txt2img")
         with gr.Column(scale=2):
             panel = results_panel(studio, "txt2img", last_seed)
@@ -20,10 +22,11 @@ def build(studio: Studio) -> None:
 
     def run(values):
         refiner_name, switch_at = refiner.chosen(values)
-        request = build_request(box, controls, values, refiner_switch_at=switch_at)
+        request = build_request(box, controls, values, refiner_switch_at=switch_at, hires=hires.chosen(values))
         yield from run_generation(studio, "txt2img", request, refiner=refiner_name)
 
-    box.generate.click(run, {box.prompt, box.negative, *controls.components(), *refiner.components()},
+    box.generate.click(run, {box.prompt, box.negative, *controls.components(), *hires.components(),
+                             *refiner.components()},
                        panel.outputs(),
                        concurrency_limit=1, concurrency_id="generate", show_progress="minimal",
                        show_progress_on=panel.progress)

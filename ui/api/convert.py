@@ -9,11 +9,12 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from engine import GenerationRequest, GenerationResult
+from engine.hires import HiresFix
 from engine.images import MASKED_CONTENT, RESIZE_MODES
 from engine.request import INPAINT_AREAS, MAX_IMAGE_SIDE
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
-from .schemas import GenerationPayload, Img2ImgPayload
+from .schemas import GenerationPayload, Img2ImgPayload, Txt2ImgPayload
 
 
 MAX_PICTURE_BYTES = 45 * 1024 * 1024        # 60 MB in base64: one fits within the request body limit (64 MB)
@@ -81,8 +82,11 @@ def known_schedule(name: str | None) -> str | None:
 def sampler_and_schedule(payload: GenerationPayload) -> tuple[str, str]:
     """A1111 accepts "DPM++ 2M Karras" (older clients) as well as sampler + scheduler, names in any case.
     A scheduler it does not know means "Automatic" there, and here (`info["warnings"]` says so)."""
-    name = payload.sampler_name or payload.sampler_index or "Euler"
-    schedule = known_schedule(payload.scheduler) or "Automatic"
+    return named_sampler(payload.sampler_name or payload.sampler_index or "Euler", payload.scheduler, "sampler_name")
+
+
+def named_sampler(name: str, scheduler: str | None, field: str) -> tuple[str, str]:
+    schedule = known_schedule(scheduler) or "Automatic"
     by_lower = {s.lower(): s for s in SAMPLERS}
     if name.lower() not in by_lower and schedule == "Automatic":
         for label in SCHEDULE_NAMES:
@@ -90,7 +94,7 @@ def sampler_and_schedule(payload: GenerationPayload) -> tuple[str, str]:
                 name, schedule = name[: -len(label) - 1], label
                 break
     if name.lower() not in by_lower:
-        raise PayloadError(f"sampler_name: unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+        raise PayloadError(f"{field}: unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
     return by_lower[name.lower()], schedule
 
 
@@ -106,7 +110,26 @@ def to_request(payload: GenerationPayload, native_size: int, clip_skip: int = 1)
         fields["refiner_switch_at"] = payload.refiner_switch_at
     if isinstance(payload, Img2ImgPayload):
         fields.update(img2img_fields(payload))
+    elif isinstance(payload, Txt2ImgPayload) and payload.enable_hr:
+        fields["hires"] = hires_fix(payload, sampler, schedule)
     return GenerationRequest(**fields)
+
+
+SAME = (None, "", "Use same sampler", "Use same scheduler", "Use same checkpoint")   # A1111's "same as first pass"
+
+
+def hires_fix(p: Txt2ImgPayload, sampler: str, schedule: str) -> HiresFix:
+    """A1111's hr_* fields. The checkpoint name is checked by the caller, which opens it."""
+    hr_sampler, hr_schedule = None, None
+    if p.hr_sampler_name not in SAME:
+        hr_sampler, hr_schedule = named_sampler(p.hr_sampler_name, p.hr_scheduler, "hr_sampler_name")
+    elif p.hr_scheduler not in SAME:
+        hr_schedule = known_schedule(p.hr_scheduler) or "Automatic"
+    return HiresFix(upscaler=p.hr_upscaler or "Latent", scale=p.hr_scale, resize_x=p.hr_resize_x,
+                    resize_y=p.hr_resize_y, steps=p.hr_second_pass_steps,
+                    denoising_strength=0.7 if p.denoising_strength is None else p.denoising_strength,
+                    sampler=hr_sampler, schedule=hr_schedule, prompt=p.hr_prompt, negative_prompt=p.hr_negative_prompt,
+                    checkpoint=None if p.hr_checkpoint_name in SAME else p.hr_checkpoint_name)
 
 
 def img2img_fields(p: Img2ImgPayload) -> dict:
@@ -142,7 +165,8 @@ def info_json(payload: GenerationPayload, request: GenerationRequest, result: Ge
         "batch_size": request.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": model_name, "sd_model_hash": model_hash or None, "sd_vae_name": vae_name,
         "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-        "denoising_strength": request.denoising_strength if request.is_img2img else None,
+        "denoising_strength": (request.hires.denoising_strength if request.hires is not None
+                               else request.denoising_strength if request.is_img2img else None),
         "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": result.infotexts,
         "styles": payload.styles or [], "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False,

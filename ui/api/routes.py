@@ -60,6 +60,8 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
                                                                           studio.settings.clip_skip)))
         scripts = {k.lower(): v for k, v in (payload.alwayson_scripts or {}).items()}
         request.control_units = control_units(studio, scripts.get("controlnet"), request.width, request.height)
+        if request.hires is not None and request.hires.checkpoint:
+            request.hires.checkpoint = checkpoint_name(studio, request.hires.checkpoint, "hr_checkpoint_name")
         refiner = payload.refiner_checkpoint
         refiner = checkpoint_name(studio, refiner, "refiner_checkpoint") if refiner not in (None, "", "None") else None
         job = Job(f"api-{tab}")

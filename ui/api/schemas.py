@@ -1,5 +1,5 @@
 """Request bodies of AUTOMATIC1111's API: the same field names and defaults, so existing clients send what
-they always send. Fields this app has no use for yet (restore_faces, tiling, hires fix, styles, ...)
+they always send. Fields this app has no use for yet (restore_faces, tiling, styles, ...)
 are accepted, and named in the answer's `info["warnings"]` when they ask for something (see unused.py)."""
 from typing import Annotated, Any
 
@@ -47,7 +47,19 @@ class GenerationPayload(BaseModel):
 
 class Txt2ImgPayload(GenerationPayload):
     enable_hr: bool = False
-    denoising_strength: float | None = None
+    denoising_strength: float | None = None     # None: 0.7 for the hires pass, the page's default
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None              # None: "Latent"
+    hr_second_pass_steps: Int = 0
+    hr_resize_x: Int = 0
+    hr_resize_y: Int = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    firstphase_width: Int = 0
+    firstphase_height: Int = 0
 
 
 class Img2ImgPayload(GenerationPayload):

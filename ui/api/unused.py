@@ -10,20 +10,20 @@ from .schemas import GenerationPayload, Img2ImgPayload
 
 OFF = {   # field -> the values that ask for nothing
     "styles": (None, []), "seed_resize_from_h": (None, -1, 0), "seed_resize_from_w": (None, -1, 0),
-    "restore_faces": (None, False), "tiling": (None, False), "enable_hr": (None, False),
+    "restore_faces": (None, False), "tiling": (None, False), "firstphase_width": (None, 0),
+    "firstphase_height": (None, 0),
     "s_churn": (None, 0), "s_tmin": (None, 0), "s_tmax": (None, 0, math.inf), "s_min_uncond": (None, 0),
     "disable_extra_networks": (None, False), "initial_noise_multiplier": (None, 1),
     "latent_mask": (None, ""), "override_settings_restore_afterwards": (None, True),
 }
 WHY = {
     "styles": "there are no saved styles yet; put the style's text into the prompt",
-    "enable_hr": "hires fix is not available yet; the picture is made at width x height",
+    "firstphase_width": "A1111's legacy first-pass size; the first pass is width x height, the hires one hr_scale "
+                        "or hr_resize_x/y times it", "firstphase_height": "as firstphase_width",
     "restore_faces": "there is no face restoration", "tiling": "tiling is not available",
     "override_settings_restore_afterwards": "overrides always apply to this request only",
 }
 ANY_VALUE = {   # more A1111 fields: they matter only with a feature warned about above, or ask for nothing
-    "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_checkpoint_name",
-    "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt", "firstphase_width", "firstphase_height",
     "comments", "force_task_id", "infotext", "mask_round",
 }
 SETTINGS_USED = {"sd_model_checkpoint", "CLIP_stop_at_last_layers"}
@@ -55,6 +55,10 @@ def unused_field_warnings(payload: GenerationPayload) -> list[str]:
     if payload.scheduler and known_schedule(payload.scheduler) is None:
         warnings.append(f"scheduler: {payload.scheduler!r} is not a schedule type here; Automatic was used, as "
                         f"A1111 does (schedule types: {', '.join(SCHEDULE_NAMES)})")
+    hr_scheduler = getattr(payload, "hr_scheduler", None)
+    if getattr(payload, "enable_hr", False) and hr_scheduler and known_schedule(hr_scheduler) is None \
+            and hr_scheduler not in ("Use same scheduler",):
+        warnings.append(f"hr_scheduler: {hr_scheduler!r} is not a schedule type here; Automatic was used")
     for key in payload.override_settings or {}:
         if key not in SETTINGS_USED:
             warnings.append(f"override_settings.{key}: ignored (settings applied per request: "
