@@ -6,7 +6,7 @@ import gradio as gr
 
 from extensions import ExtensionAPI, load_extensions
 
-from . import consistency, controlnet, img2img, png_info, settings_tab, txt2img
+from . import consistency, controlnet, extras, img2img, png_info, settings_tab, txt2img
 from .jobs import PROGRESS_CSS
 from .model_state import DEMO_NOTE
 from .results import wire_send_buttons
@@ -14,7 +14,7 @@ from .settings_tab import model_status
 from .studio import Studio, Tab
 
 GENERATING_TABS: list[Tab] = [txt2img.TAB, img2img.TAB, controlnet.TAB, consistency.TAB]
-TABS: list[Tab] = [*GENERATING_TABS, png_info.TAB, settings_tab.TAB]
+TABS: list[Tab] = [*GENERATING_TABS, extras.TAB, png_info.TAB, settings_tab.TAB]
 STATUS_SECONDS = 2.0
 CSS = PROGRESS_CSS          # passed to launch()
 

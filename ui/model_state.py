@@ -6,6 +6,7 @@ from pathlib import Path
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
 from engine.loading.catalog import list_checkpoints, list_controlnets, list_loras, list_vaes
 from engine.loading.controlnet import controlnet_kind, load_controlnet
+from engine.upscaler_models import ModelUpscalers
 from engine.upscalers import LATENT_UPSCALE_MODES, PIXEL_UPSCALERS
 
 STARTER_NAME = "starter"
@@ -30,6 +31,7 @@ class ModelState:
         self._side: dict[Path, Pipeline] = {}        # one more checkpoint a tab asked for by name (Consistency)
         self._kinds: dict[tuple, object] = {}        # ControlNet (file, mtime) -> (SDXL?, context width)
         self._refiner: dict[Path, Pipeline] = {}     # the refiner last asked for, kept loaded beside the model
+        self.upscalers = ModelUpscalers(self.models_dir, device.device)   # ESRGAN & co., loaded when used
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -53,9 +55,10 @@ class ModelState:
     def lora_names(self) -> list[str]:
         return [p.stem for p in list_loras(self.lora_dir)]
 
-    def upscaler_names(self) -> list[str]:
-        """A1111's upscaler list: the latent modes, None, Lanczos, Nearest."""
-        return [*LATENT_UPSCALE_MODES, *PIXEL_UPSCALERS]
+    def upscaler_names(self, latent: bool = True) -> list[str]:
+        """A1111's upscaler list: the latent modes (`latent`), None, Lanczos, Nearest, then the model files in
+        models/ESRGAN, RealESRGAN, SwinIR, DAT and HAT."""
+        return [*(LATENT_UPSCALE_MODES if latent else ()), *PIXEL_UPSCALERS, *self.upscalers.names()]
 
     @property
     def controlnet_dir(self) -> Path:
@@ -210,4 +213,5 @@ class ModelState:
             refining = self._opened(refiner, self._refiner) if refiner else None
             hires = request.hires.checkpoint if request.hires is not None else None
             second = self._opened(hires, self._side) if hires else None   # the hires fix's own checkpoint
-            return pipeline.generate(request, progress, should_stop, should_skip, refining, second)
+            return pipeline.generate(request, progress, should_stop, should_skip, refining, second,
+                                     self.upscalers.steps())

@@ -163,8 +163,10 @@ def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _tensors_of(obj, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
+    for wrapper in ("state_dict", "params_ema", "params"):     # Lightning / CompVis; BasicSR (ESRGAN, SwinIR, ...)
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, dict):
         raise WrongFileTypeError(f"{path.name} holds a {type(obj).__name__}, not a state dict of tensors")
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}

@@ -30,6 +30,7 @@ from ..model_state import AUTOMATIC_VAE
 from ..outputs import save_image
 from ..studio import Studio
 from .controlnet import control_units, controlnet_router
+from .extras import extras_router
 from .convert import PayloadError, decode_image, encode_image, info_json, pick_name, schedule_id, to_request
 from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
@@ -189,6 +190,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
     app.include_router(router)
     app.include_router(controlnet_router(studio, router.dependencies, route_class))
+    app.include_router(extras_router(studio, router.dependencies, route_class, shown))
     docs = APIRouter(dependencies=router.dependencies)
     schema = functools.cache(lambda: get_openapi(title="Stable Diffusion studio: AUTOMATIC1111-compatible API",
                                                  version=__version__, routes=router.routes))
