@@ -88,6 +88,10 @@ fields = {   # each field: valid values mixed with wrong types and the whole ran
     "script_args": st.one_of(st.lists(st.integers(), max_size=70), junk),
     "styles": st.one_of(st.none(), st.lists(st.text(max_size=5), max_size=3), junk),
     "alwayson_scripts": scripts,
+    "enable_hr": st.booleans() | junk,
+    **{name: st.one_of(numbers, junk) for name in ("hr_scale", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps")},
+    "hr_upscaler": st.sampled_from(["Latent", "Lanczos", "None", "nope", ""]) | junk,
+    "hr_sampler_name": st.sampled_from(["Euler", "Use same sampler", "nope"]) | junk,
 }
 img2img_fields = {**fields, "init_images": st.one_of(st.lists(pictures, max_size=10), junk), "mask": masks,
                   **{name: st.one_of(numbers, junk) for name in (
