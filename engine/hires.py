@@ -94,6 +94,7 @@ class HiresFix:
             req, hires=None, prompt=self.prompt or req.prompt, negative_prompt=self.negative_prompt or req.negative_prompt,
             sampler=self.sampler or req.sampler, schedule=self.schedule or req.schedule, steps=self.steps or req.steps,
             width=width, height=height, seed=seed, subseed=subseed, batch_size=1, batch_count=1,
+            first_pass_steps=req.steps,
             denoising_strength=self.denoising_strength, resize_mode="Just resize", mask=None, extra_infotext={},
             init_image=start.get("init_image"), init_latent=start.get("init_latent"))
 

@@ -25,6 +25,7 @@ from .loading import load_components, load_vae
 from .loading.catalog import CHECKPOINT_SUFFIXES
 from .loras import PromptLoras
 from .preview import fit_latent_rgb
+from .prompt_plan import PromptPlan, plan_prompts
 from .prompts import PromptEncoder, TextTower
 from .refiner import Handover, refiner_fields, usable_refiner
 from .request import GenerationRequest, GenerationResult
@@ -220,11 +221,12 @@ class Pipeline:
                 raise EngineError(f"ControlNet {i} is made for {family_of(control)} models; the loaded model "
                                   f"is {self.family}")
 
-    def encode_prompts(self, req: GenerationRequest, prompt: str) -> tuple:
-        """(prompt, negative prompt or None when CFG is off) through this model's text towers."""
-        cond = self.prompts.encode(prompt, req.clip_skip)
+    def encode_prompts(self, req: GenerationRequest, prompt: str) -> PromptPlan:
+        """The prompt's AND parts and edits, and the negative prompt (none when CFG is off), through this
+        model's text towers, scheduled over the run's model calls as A1111 counts them."""
         two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
-        return cond, self.prompts.encode(req.negative_prompt, req.clip_skip) if two_pass_cfg else None
+        return plan_prompts(lambda text: self.prompts.encode(text, req.clip_skip), prompt, req.negative_prompt,
+                            SAMPLERS[req.sampler].model_calls(req.steps), two_pass_cfg, req.first_pass_steps)
 
     @property
     def guidance_embedded(self) -> bool:
@@ -292,17 +294,22 @@ class Pipeline:
             handover = Handover(Denoiser(refiner.unet, refiner.schedule, refiner.prediction_type, spec.boundary),
                                 refiner._conditioning(req, refiner_text, None, None, n), req.refiner_switch_at,
                                 self.schedule)
-        last = {}
+        last, calls = {}, [0]
+        cfg = 1.0 if self.guidance_embedded else req.cfg_scale   # a guidance embedding carries the scale itself
 
         def model(x, sigma):
             if should_stop is not None and should_stop():
                 raise Interrupted
             if should_skip is not None and should_skip():
                 raise Skipped
+            call, calls[0] = calls[0], calls[0] + 1        # prompt edits switch at A1111's call count
             if handover is not None and handover.due(sigma):
-                denoised = handover.denoiser(x, sigma, handover.conditioning, req.cfg_scale)
+                c = handover.conditioning if refiner_text.fixed else refiner._conditioning(
+                    req, refiner_text, None, None, n, call)
+                denoised = handover.denoiser(x, sigma, c, cfg)
             else:
-                denoised = denoiser(x, sigma, conditioning, req.cfg_scale)
+                c = conditioning if text.fixed else self._conditioning(req, text, concat, control, n, call)
+                denoised = denoiser(x, sigma, c, cfg)
             if keep is not None:
                 denoised = init * keep + denoised * (1 - keep)
             return denoised
@@ -330,20 +337,25 @@ class Pipeline:
             x = init * keep + x * (1 - keep)
         return x, False, refined()
 
-    def _conditioning(self, req: GenerationRequest, text: tuple, concat, control, n: int) -> Conditioning:
-        """This model's UNet inputs beside the latent, for a batch of n: the prompt's and negative prompt's
-        embeddings, inpainting concat, LCM's guidance embedding, ControlNet, SDXL's micro-conditioning."""
+    def _conditioning(self, req: GenerationRequest, plan: PromptPlan, concat, control, n: int,
+                      call: int = 0) -> Conditioning:
+        """This model's UNet inputs beside the latent, for a batch of n at model call `call`: the prompt's and
+        negative prompt's embeddings, inpainting concat, LCM's guidance embedding, ControlNet, SDXL's
+        micro-conditioning."""
         device = self.device.device
         w_embedding = None
         if self.guidance_embedded:
             w_embedding = guidance_embedding(torch.full((n,), req.cfg_scale - 1.0),
                                              self.unet.config.time_cond_proj_dim).to(device)
-        (cond, pooled), (uncond, uncond_pooled) = text[0], text[1] or (None, None)
-        conditioning = Conditioning(cond.expand(n, -1, -1).to(device, self.unet.dtype),
-                                    None if uncond is None else uncond.expand(n, -1, -1).to(device, self.unet.dtype),
-                                    concat, w_embedding, control)
+        parts, negative = plan.at(call)
+        (cond, pooled), (uncond, uncond_pooled) = parts[0][0], negative or (None, None)
+        rows = lambda t: t.expand(n, -1, -1).to(device, self.unet.dtype)   # noqa: E731
+        conditioning = Conditioning(rows(cond), None if uncond is None else rows(uncond), concat, w_embedding, control)
         if self.unet.config.is_sdxl:
             self._micro_conditioning(conditioning, req, pooled, uncond_pooled, n)
+        if plan.composed:
+            conditioning.parts = [(rows(context), None if part_pooled is None else part_pooled.expand(n, -1).to(device),
+                                   weight) for (context, part_pooled), weight in parts]
         return conditioning
 
     @property

@@ -53,6 +53,7 @@ class GenerationRequest:
     control_units: list[ControlUnit] = field(default_factory=list)    # ControlNet, summed
     refiner_switch_at: float = DEFAULT_SWITCH_AT   # fraction of the run after which a refiner, when one is given, takes over
     hires: HiresFix | None = None       # txt2img's hires fix: a second, img2img pass at a larger size
+    first_pass_steps: int | None = None  # set on a hires fix's second pass: prompt edits count on from there
     extra_infotext: dict = field(default_factory=dict)
 
     @property

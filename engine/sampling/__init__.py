@@ -29,17 +29,24 @@ class SamplerSpec:
     options: tuple[str, ...] = ()       # keyword options a user may set (eta, s_noise, ...)
     defaults: dict = field(default_factory=dict)
     boundary: str | None = None         # "lcm": the denoiser applies LCM's c_skip / c_out
+    second_order: bool = False          # two model calls a step (A1111 counts 2 steps - 1 for prompt editing)
+
+    def model_calls(self, steps: int) -> int:
+        """A1111's total_steps: the model calls a run of `steps` makes, which prompt editing counts in."""
+        return steps * 2 - 1 if self.second_order else steps
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "Euler": SamplerSpec(k_samplers.sample_euler),
     "Euler a": SamplerSpec(k_samplers.sample_euler_ancestral, noise="ancestral", options=("eta", "s_noise")),
-    "Heun": SamplerSpec(k_samplers.sample_heun),
+    "Heun": SamplerSpec(k_samplers.sample_heun, second_order=True),
     "LMS": SamplerSpec(k_samplers.sample_lms),
     "DPM++ 2M": SamplerSpec(k_samplers.sample_dpmpp_2m, "Karras"),
     "DPM++ 2M SDE": SamplerSpec(k_samplers.sample_dpmpp_2m_sde, "Exponential", "brownian", options=("eta", "s_noise")),
-    "DPM++ SDE": SamplerSpec(k_samplers.sample_dpmpp_sde, "Karras", "brownian", options=("eta", "s_noise")),
-    "DPM++ 2S a": SamplerSpec(k_samplers.sample_dpmpp_2s_ancestral, "Karras", "ancestral", options=("eta", "s_noise")),
+    "DPM++ SDE": SamplerSpec(k_samplers.sample_dpmpp_sde, "Karras", "brownian", options=("eta", "s_noise"),
+                             second_order=True),
+    "DPM++ 2S a": SamplerSpec(k_samplers.sample_dpmpp_2s_ancestral, "Karras", "ancestral", options=("eta", "s_noise"),
+                              second_order=True),
     "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
     "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
     "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),

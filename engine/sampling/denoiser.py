@@ -31,6 +31,8 @@ class Conditioning:
     time_ids: torch.Tensor | None = None
     uncond_pooled: torch.Tensor | None = None
     uncond_time_ids: torch.Tensor | None = None
+    # a prompt of AND parts (composable diffusion): [(context, pooled or None, weight), ...]; `cond` is the first
+    parts: list | None = None
 
     def added(self, cond: bool) -> dict:
         """The UNet's extra inputs for the prompt's rows (cond) or the negative prompt's."""
@@ -92,6 +94,8 @@ class Denoiser:
 
     def guided(self, x: torch.Tensor, sigma: torch.Tensor, c: Conditioning, cfg_scale: float) -> torch.Tensor:
         ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
+        if c.parts is not None:
+            return self.composed(x, sigma, c, cfg_scale, ones, zeros)
         if c.uncond is None or cfg_scale == 1.0:
             return self.model_output(x, sigma, c.cond, c, ones, c.added(True))
         if c.cond.shape[1] == c.uncond.shape[1]:
@@ -104,6 +108,16 @@ class Denoiser:
             d_cond = self.model_output(x, sigma, c.cond, c, ones, c.added(True))
             d_uncond = self.model_output(x, sigma, c.uncond, c, zeros, c.added(False))
         return d_uncond + cfg_scale * (d_cond - d_uncond)
+
+    def composed(self, x, sigma, c: Conditioning, cfg_scale: float, ones, zeros) -> torch.Tensor:
+        """Composable diffusion (Liu et al. 2022, Eq. 10), as A1111 combines it: D = D_u + w sum_j a_j (D_j - D_u)
+        over the prompt's AND parts j with weights a_j, one pass each."""
+        d_uncond = self.model_output(x, sigma, c.uncond, c, zeros, c.added(False))
+        out = d_uncond.clone()
+        for context, pooled, weight in c.parts:
+            added = {} if pooled is None else {"text_embeds": pooled, "time_ids": c.time_ids}
+            out += (self.model_output(x, sigma, context, c, ones, added) - d_uncond) * (weight * cfg_scale)
+        return out
 
     @staticmethod
     def _doubled(c: Conditioning) -> Conditioning:
