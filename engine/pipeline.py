@@ -33,6 +33,7 @@ from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteS
 from .sampling import resolve_schedule
 from .sampling.consistency import guidance_embedding
 from .sampling.schedules import lcm
+from .tiling import seamless
 from .tokenizer import CLIPTokenizer
 from .version import __version__
 
@@ -189,11 +190,13 @@ class Pipeline:
 
         for b in range(req.batch_count):
             part = slice(b * req.batch_size, (b + 1) * req.batch_size)
-            latents, interrupted, refined = self._sample(req, seeds[part], subseeds[part], text, source,
-                                                         on_step, should_stop, should_skip, refiner, refiner_text)
+            with seamless([self.unet, self.vae, *([refiner.unet] if refiner else [])], req.tiling):
+                latents, interrupted, refined = self._sample(req, seeds[part], subseeds[part], text, source,
+                                                             on_step, should_stop, should_skip, refiner, refiner_text)
             fields = {**lora_fields, **(refiner_fields(refiner, req) if refined else {})}
             if latents is not None:
-                pixels = self.decode_latents(latents)
+                with seamless([self.vae], req.tiling):
+                    pixels = self.decode_latents(latents)
                 result.latents.extend(latents.float().cpu())
                 if not torch.isfinite(latents).all() or not torch.isfinite(pixels).all():
                     raise NumericalError(
@@ -397,6 +400,7 @@ class Pipeline:
             "Variation seed strength": req.subseed_strength or None,
             "Denoising strength": req.denoising_strength if req.is_img2img else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
+            "Tiling": True if req.tiling else None,
             "Noise Schedule": "Zero Terminal SNR" if self.schedule.zero_terminal_snr else None,
             **(source.infotext if source is not None else {}),
             **{f"ControlNet {i}": unit.infotext or None for i, unit in enumerate(req.control_units)},

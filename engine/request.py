@@ -37,6 +37,7 @@ class GenerationRequest:
     batch_size: int = 1
     batch_count: int = 1
     clip_skip: int = 1
+    tiling: bool = False                # seamless: the picture wraps around at its edges (engine.tiling)
     eta: float | None = None            # None: the sampler's default (1 for ancestral/SDE, 0 for DDIM)
     s_noise: float = 1.0
     # img2img / inpaint

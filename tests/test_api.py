@@ -114,6 +114,9 @@ def test_every_a1111_schedule_type_is_taken_and_an_unknown_one_is_automatic_with
     info = json.loads(odd["info"])
     assert "Schedule type: Uniform" in info["infotexts"][0]                      # Euler's own, as A1111 does
     assert any(w.startswith("scheduler: 'bogus'") for w in info["warnings"])
+    _, tiled = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 2, "tiling": True})
+    info = json.loads(tiled["info"])
+    assert "Tiling: True" in info["infotexts"][0] and info["warnings"] == []
 
 
 def test_hires_fix_makes_the_larger_picture_and_says_so(app):

@@ -83,8 +83,8 @@ def test_old_style_sampler_names_split_into_sampler_and_schedule():
     assert sampler_and_schedule({"Sampler": "Euler a", "Schedule type": "Exponential"}) == ("Euler a", "Exponential")
     assert sampler_and_schedule({"Sampler": "Made Up"}) == (None, None)
     values = form_values({"Prompt": "p", "Negative prompt": "n", "Steps": "9", "Size-1": "64", "Size-2": "128",
-                          "CFG scale": "5", "Seed": "3", "Sampler": "Euler"})
-    assert values[:3] == ["p", "n", "Euler"] and values[4:] == [9, 64, 128, 5.0, 3]
+                          "CFG scale": "5", "Seed": "3", "Sampler": "Euler", "Tiling": "True"})
+    assert values[:3] == ["p", "n", "Euler"] and values[4:] == [9, 64, 128, 5.0, 3, True]
 
 
 def run_webui(*flags, timeout=120):

@@ -59,10 +59,11 @@ class SamplingControls:
     seed: gr.Number
     batch_count: gr.Slider
     batch_size: gr.Slider
+    tiling: gr.Checkbox
 
     def components(self) -> list:
         return [self.sampler, self.schedule, self.steps, self.width, self.height, self.cfg, self.seed,
-                self.batch_count, self.batch_size]
+                self.batch_count, self.batch_size, self.tiling]
 
 
 def sampling_controls(studio: Studio, tab_id: str, last_seed: gr.State) -> SamplingControls:
@@ -84,14 +85,16 @@ def sampling_controls(studio: Studio, tab_id: str, last_seed: gr.State) -> Sampl
     with gr.Row():
         batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab_id}_batch_count")
         batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab_id}_batch_size")
-    cfg = gr.Slider(1, 30, value=s.default_cfg, step=0.5, label="CFG Scale", elem_id=f"{tab_id}_cfg")
+    with gr.Row():
+        cfg = gr.Slider(1, 30, value=s.default_cfg, step=0.5, label="CFG Scale", elem_id=f"{tab_id}_cfg", scale=6)
+        tiling = gr.Checkbox(False, label="Tiling", min_width=80, scale=1, elem_id=f"{tab_id}_tiling")
     with gr.Row():
         seed = gr.Number(-1, label="Seed (-1: random)", precision=0, scale=6, elem_id=f"{tab_id}_seed")
         random_seed = gr.Button("Random", size="sm", scale=1, min_width=60, elem_id=f"{tab_id}_random_seed")
         reuse_seed = gr.Button("Reuse", size="sm", scale=1, min_width=60, elem_id=f"{tab_id}_reuse_seed")
     random_seed.click(lambda: -1, outputs=seed, queue=False)
     reuse_seed.click(lambda last: last if last is not None else -1, last_seed, seed, queue=False)
-    return SamplingControls(sampler, schedule, steps, width, height, cfg, seed, batch_count, batch_size)
+    return SamplingControls(sampler, schedule, steps, width, height, cfg, seed, batch_count, batch_size, tiling)
 
 
 def build_request(box: PromptBox, controls: SamplingControls, values: dict, **extra) -> GenerationRequest:
@@ -102,4 +105,5 @@ def build_request(box: PromptBox, controls: SamplingControls, values: dict, **ex
         schedule=values[c.schedule], steps=int(values[c.steps]), width=int(values[c.width]),
         height=int(values[c.height]), cfg_scale=float(values[c.cfg]), seed=int(values[c.seed] if values[c.seed]
                                                                                   is not None else -1),
-        batch_count=int(values[c.batch_count]), batch_size=int(values[c.batch_size]), **extra)
+        batch_count=int(values[c.batch_count]), batch_size=int(values[c.batch_size]),
+        tiling=bool(values[c.tiling]), **extra)

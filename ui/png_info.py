@@ -49,7 +49,7 @@ def form_values(fields: dict) -> list:
     sampler, schedule = sampler_and_schedule(fields)
     return [fields.get("Prompt", ""), fields.get("Negative prompt", ""), sampler or gr.skip(),
             schedule or gr.skip(), number("Steps"), number("Size-1"), number("Size-2"), number("CFG scale", float),
-            number("Seed")]
+            number("Seed"), fields.get("Tiling") == "True"]
 
 
 def build(studio: Studio) -> None:
@@ -75,7 +75,8 @@ def build(studio: Studio) -> None:
     for tab_id, button in send_buttons.items():
         box, controls = studio.forms[tab_id]
         outputs = [box.prompt, box.negative, controls.sampler, controls.schedule, controls.steps, controls.width,
-                   controls.height, controls.cfg, controls.seed, *studio.refiners[tab_id].components()]
+                   controls.height, controls.cfg, controls.seed, controls.tiling,
+                   *studio.refiners[tab_id].components()]
         hires = studio.hires.get(tab_id)
         outputs += [*(hires.components() if hires else []), studio.tabs]
         extra_image = studio.destinations.get(tab_id) if tab_id == "img2img" else None

@@ -105,7 +105,7 @@ def to_request(payload: GenerationPayload, native_size: int, clip_skip: int = 1)
                   width=payload.width or native_size, height=payload.height or native_size, seed=payload.seed,
                   subseed=payload.subseed, subseed_strength=payload.subseed_strength,
                   batch_size=payload.batch_size, batch_count=payload.n_iter, eta=payload.eta,
-                  s_noise=payload.s_noise, clip_skip=clip_skip)
+                  s_noise=payload.s_noise, clip_skip=clip_skip, tiling=bool(payload.tiling))
     if payload.refiner_switch_at is not None:
         fields["refiner_switch_at"] = payload.refiner_switch_at
     if isinstance(payload, Img2ImgPayload):

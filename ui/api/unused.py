@@ -10,7 +10,7 @@ from .schemas import GenerationPayload, Img2ImgPayload
 
 OFF = {   # field -> the values that ask for nothing
     "styles": (None, []), "seed_resize_from_h": (None, -1, 0), "seed_resize_from_w": (None, -1, 0),
-    "restore_faces": (None, False), "tiling": (None, False), "firstphase_width": (None, 0),
+    "restore_faces": (None, False), "firstphase_width": (None, 0),
     "firstphase_height": (None, 0),
     "s_churn": (None, 0), "s_tmin": (None, 0), "s_tmax": (None, 0, math.inf), "s_min_uncond": (None, 0),
     "disable_extra_networks": (None, False), "initial_noise_multiplier": (None, 1),
@@ -20,7 +20,7 @@ WHY = {
     "styles": "there are no saved styles yet; put the style's text into the prompt",
     "firstphase_width": "A1111's legacy first-pass size; the first pass is width x height, the hires one hr_scale "
                         "or hr_resize_x/y times it", "firstphase_height": "as firstphase_width",
-    "restore_faces": "there is no face restoration", "tiling": "tiling is not available",
+    "restore_faces": "there is no face restoration",
     "override_settings_restore_afterwards": "overrides always apply to this request only",
 }
 ANY_VALUE = {   # more A1111 fields: they matter only with a feature warned about above, or ask for nothing
