@@ -6,6 +6,7 @@ from pathlib import Path
 from engine import Device, EngineError
 from engine.devices import keep_freed_memory_for_reuse
 from engine.loading.tensor_files import allow_unsafe_pickle
+from engine.styles import StyleBook
 from extensions import ExtensionAPI, load_extensions
 from ui.api import create_api
 from ui.app import CSS, build_app
@@ -28,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ckpt", help="checkpoint to load at start (a name in models/Stable-diffusion or a path)")
     parser.add_argument("--outdir", type=Path, default=ROOT / "outputs", help="where pictures are saved")
     parser.add_argument("--settings-file", type=Path, default=ROOT / "settings.json")
+    parser.add_argument("--styles-file", type=Path, default=ROOT / "styles.csv", help="prompt styles, A1111's format")
     parser.add_argument("--annotators-dir", type=Path, help="ControlNet annotator weights (default: <models-dir>/annotators)")
     parser.add_argument("--api", action="store_true", help="serve AUTOMATIC1111's REST API (/sdapi/v1/...) too")
     parser.add_argument("--api-auth", help="user:password (several: comma-separated) required by the API "
@@ -106,7 +108,7 @@ def main(argv=None) -> None:
             state.status = f"--ckpt {checkpoint}: {e}"
             print(state.status)
     print(f"Device: {state.device}")
-    studio = Studio(state, settings, args.settings_file, args.outdir)
+    studio = Studio(state, settings, args.settings_file, args.outdir, styles=StyleBook(args.styles_file))
     studio.annotators = load_extensions(ExtensionAPI(args.annotators_dir or args.models_dir / "annotators"))
     for name, problem in studio.annotators.failed.items():
         print(f"Extension {name} not loaded: {problem}", file=sys.stderr)

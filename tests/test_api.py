@@ -140,6 +140,18 @@ def test_hires_fix_makes_the_larger_picture_and_says_so(app):
         assert status == 422 and message in json.dumps(answer), (wrong, answer)
 
 
+def test_styles_from_styles_csv_are_applied_and_listed(app):
+    app.studio.styles.path.write_text('name,prompt,negative_prompt\nbold,"bright colours, {prompt}",dull\n')
+    assert call(app, "/sdapi/v1/prompt-styles")[1] == [
+        {"name": "bold", "prompt": "bright colours, {prompt}", "negative_prompt": "dull"}]
+    _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "negative_prompt": "blur", "steps": 2,
+                                                "styles": ["bold", "missing"]})
+    info = json.loads(answer["info"])
+    assert info["infotexts"][0].startswith("bright colours, a red circle\nNegative prompt: blur, dull\n")
+    assert info["styles"] == ["bold", "missing"] and any(w.startswith("styles: no style named 'missing'")
+                                                         for w in info["warnings"])
+
+
 def test_png_info_lists_and_options(app):
     _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
     status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})

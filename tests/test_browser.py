@@ -220,6 +220,36 @@ def test_hires_fix_from_the_accordion_and_back_through_png_info(page, app, tmp_p
     page.locator("#txt2img_enable_hr input[type=checkbox]").uncheck()
 
 
+def test_a_style_saved_in_settings_is_applied_on_txt2img_and_found_again_by_png_info(page, app, tmp_path):
+    open_tab(page, "Models & Settings")
+    page.click("#styles_editor")
+    page.locator("#style_name input").fill("night")
+    page.fill("#style_prompt textarea", "{prompt} at night")
+    page.fill("#style_negative textarea", "daylight")
+    page.click("#style_save")
+    wait_until(lambda: "Saved 'night'" in page.inner_text("#style_note"), 10, message="the style to be saved")
+    open_tab(page, "txt2img")
+    page.fill("#txt2img_prompt textarea", "a white star")
+    page.fill("#txt2img_negative textarea", "")
+    page.locator("#txt2img_styles input").click()
+    page.get_by_role("option", name="night", exact=True).click()
+    set_number(page, "txt2img_steps", 3)
+    page.click("#txt2img_generate")
+    wait_done(page, "txt2img")
+    info = page.locator("#txt2img_info textarea").input_value()
+    assert info.startswith("a white star at night\nNegative prompt: daylight\n")
+    path = save_image(Image.new("RGB", (64, 64)), info, 1, tmp_path, "txt2img")
+    page.reload()
+    page.wait_for_selector("#page_ready .ready", state="attached")
+    open_tab(page, "PNG Info")
+    page.set_input_files("#png_info_image input[type=file]", str(path))
+    wait_until(lambda: page.locator("#png_info_text textarea").input_value() == info, 20, message="the parameters")
+    page.click("#png_info_send_to_txt2img")
+    wait_until(lambda: page.locator("#txt2img_prompt textarea").input_value() == "a white star", 10,
+               message="the prompt without the style")
+    assert "night" in page.inner_text("#txt2img_styles")
+
+
 def test_the_queue_serves_two_browser_tabs_one_at_a_time(browser, app):
     first, second = browser.new_page(), browser.new_page()
     try:

@@ -224,7 +224,7 @@ def wire_generate(studio: Studio, own: UnitForm, box, controls, panel, forms: li
         units += [make_unit(studio, f, values, width, height) for f in forms if f is not own and values[f.also_use]]
         yield from run_generation(studio, "controlnet", build_request(box, controls, values, control_units=units))
 
-    inputs = {box.prompt, box.negative, *controls.components(), *[c for f in forms for c in f.components()]}
+    inputs = {*box.components(), *controls.components(), *[c for f in forms for c in f.components()]}
     box.generate.click(run, inputs, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
                        show_progress="minimal", show_progress_on=panel.progress)
 

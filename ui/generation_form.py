@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine import GenerationRequest
+from engine.styles import StyleBook, apply_styles
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
 from .studio import Studio
@@ -18,6 +19,16 @@ class PromptBox:
     generate: gr.Button
     interrupt: gr.Button
     skip: gr.Button
+    styles: gr.Dropdown
+    book: StyleBook
+
+    def components(self) -> list:
+        return [self.prompt, self.negative, self.styles]
+
+    def styled(self, values: dict) -> tuple[str, str]:
+        """The prompt and negative prompt with the chosen styles applied, as A1111 does before generating."""
+        chosen, _ = self.book.chosen(values.get(self.styles) or [])
+        return apply_styles(values[self.prompt], values[self.negative], chosen)
 
 
 def prompt_box(studio: Studio, tab_id: str, prompt: str = DEFAULT_PROMPT) -> PromptBox:
@@ -34,11 +45,14 @@ def prompt_box(studio: Studio, tab_id: str, prompt: str = DEFAULT_PROMPT) -> Pro
             with gr.Row():
                 interrupt = gr.Button("Interrupt", size="sm", elem_id=f"{tab_id}_interrupt")
                 skip = gr.Button("Skip", size="sm", elem_id=f"{tab_id}_skip")
+            styles = gr.Dropdown(studio.styles.names(), value=[], multiselect=True, label="Styles",
+                                 elem_id=f"{tab_id}_styles")
     lora.focus(lambda: gr.update(choices=studio.state.lora_names()), outputs=lora, queue=False)
+    styles.focus(lambda: gr.update(choices=studio.styles.names()), outputs=styles, queue=False)
     lora.input(add_lora_tag, [prompt, lora], [prompt, lora], queue=False)
     interrupt.click(lambda: gr.Info(studio.jobs.interrupt()), queue=False)
     skip.click(lambda: gr.Info(studio.jobs.skip()), queue=False)
-    return PromptBox(prompt, negative, generate, interrupt, skip)
+    return PromptBox(prompt, negative, generate, interrupt, skip, styles, studio.styles)
 
 
 def add_lora_tag(prompt: str, name: str | None):
@@ -100,8 +114,9 @@ def sampling_controls(studio: Studio, tab_id: str, last_seed: gr.State) -> Sampl
 def build_request(box: PromptBox, controls: SamplingControls, values: dict, **extra) -> GenerationRequest:
     """The request the form describes (`values` maps components to their values); extra fields as given."""
     c = controls
+    prompt, negative = box.styled(values)
     return GenerationRequest(
-        prompt=values[box.prompt], negative_prompt=values[box.negative], sampler=values[c.sampler],
+        prompt=prompt, negative_prompt=negative, sampler=values[c.sampler],
         schedule=values[c.schedule], steps=int(values[c.steps]), width=int(values[c.width]),
         height=int(values[c.height]), cfg_scale=float(values[c.cfg]), seed=int(values[c.seed] if values[c.seed]
                                                                                   is not None else -1),

@@ -76,7 +76,7 @@ def build(studio: Studio) -> None:
         yield from run_generation(studio, "img2img", build_request(box, controls, values, **extra),
                                   refiner=refiner_name)
 
-    inputs = {box.prompt, box.negative, *controls.components(), mode, init_image, editor, strength, resize_mode,
+    inputs = {*box.components(), *controls.components(), mode, init_image, editor, strength, resize_mode,
               mask_blur, mask_mode, masked_content, inpaint_area, padding, *refiner.components()}
     box.generate.click(run, inputs, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
                        show_progress="minimal", show_progress_on=panel.progress)

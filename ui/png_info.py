@@ -3,6 +3,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from engine.infotext import parse_infotext
+from engine.styles import extract_styles
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
 from .hires import pasted as hires_values
@@ -74,7 +75,7 @@ def build(studio: Studio) -> None:
 
     for tab_id, button in send_buttons.items():
         box, controls = studio.forms[tab_id]
-        outputs = [box.prompt, box.negative, controls.sampler, controls.schedule, controls.steps, controls.width,
+        outputs = [box.prompt, box.negative, box.styles, controls.sampler, controls.schedule, controls.steps, controls.width,
                    controls.height, controls.cfg, controls.seed, controls.tiling,
                    *studio.refiners[tab_id].components()]
         hires = studio.hires.get(tab_id)
@@ -87,7 +88,12 @@ def build(studio: Studio) -> None:
             if not found or found.startswith("This picture carries"):
                 raise gr.Error("Drop a picture with generation parameters first.")
             fields = parse_infotext(found)
-            values = form_values(fields) + refiner_values(fields, studio.state.checkpoint_names())
+            names, fields["Prompt"], fields["Negative prompt"] = extract_styles(
+                fields.get("Prompt", ""), fields.get("Negative prompt", ""), studio.styles.styles())
+            values = form_values(fields)
+            styles = gr.Dropdown(choices=studio.styles.names(), value=names) if names else gr.skip()
+            values[2:2] = [styles]                      # the Styles list, after prompt and negative prompt
+            values += refiner_values(fields, studio.state.checkpoint_names())
             if with_hires:
                 values += hires_values(fields, studio.state.checkpoint_names(), studio.state.upscaler_names())
             values += [gr.Tabs(selected=tab_id)]

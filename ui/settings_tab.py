@@ -6,6 +6,7 @@ from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 from .model_state import ModelState
 from .settings import PREVIEW_CHOICES, Settings
 from .studio import Studio, Tab
+from .styles_editor import styles_editor
 
 NO_MODELS = ("No checkpoints found in `{folder}`. Put a `.safetensors` / `.ckpt` file or a diffusers folder there "
              "(A1111 layout), then press Refresh.")
@@ -78,6 +79,7 @@ def build(studio: Studio) -> None:
 
     apply.click(on_apply, [save_outputs, preview_method, preview_every, sampler, schedule, steps, cfg, negative],
                 applied, queue=False)
+    styles_editor(studio)
 
 
 TAB = Tab("settings", "Models & Settings", build)

@@ -11,6 +11,8 @@ from typing import Callable
 
 import gradio as gr
 
+from engine.styles import StyleBook
+
 from .jobs import Jobs
 from .model_state import ModelState
 from .settings import Settings, save_settings
@@ -53,6 +55,11 @@ class Studio:
     hires: dict[str, object] = field(default_factory=dict)      # tab id -> hires.HiresControls (txt2img)
     annotators: object = None                                   # extensions.ExtensionAPI: ControlNet preprocessors
     controlnet_tabs: gr.Tabs | None = None
+    styles: StyleBook | None = None                             # styles.csv (default: beside the settings file)
+
+    def __post_init__(self):
+        if self.styles is None:
+            self.styles = StyleBook(Path(self.settings_path).with_name("styles.csv"))
 
     @property
     def destination_names(self) -> list[str]:

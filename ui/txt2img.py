@@ -1,6 +1,8 @@
 """The txt2img tab: a prompt and the sampling settings in, pictures out."""
 import gradio as gr
 
+from engine.styles import apply_styles
+
 from .generation_form import build_request, prompt_box, sampling_controls
 from .hires import hires_controls
 from .refiner import refiner_controls
@@ -22,10 +24,15 @@ def build(studio: Studio) -> None:
 
     def run(values):
         refiner_name, switch_at = refiner.chosen(values)
-        request = build_request(box, controls, values, refiner_switch_at=switch_at, hires=hires.chosen(values))
+        hr = hires.chosen(values)
+        if hr is not None and (hr.prompt or hr.negative_prompt):     # styles reach the hires prompts too (A1111)
+            chosen, _ = box.book.chosen(values[box.styles] or [])
+            hr.prompt, hr.negative_prompt = apply_styles(hr.prompt or values[box.prompt],
+                                                         hr.negative_prompt or values[box.negative], chosen)
+        request = build_request(box, controls, values, refiner_switch_at=switch_at, hires=hr)
         yield from run_generation(studio, "txt2img", request, refiner=refiner_name)
 
-    box.generate.click(run, {box.prompt, box.negative, *controls.components(), *hires.components(),
+    box.generate.click(run, {*box.components(), *controls.components(), *hires.components(),
                              *refiner.components()},
                        panel.outputs(),
                        concurrency_limit=1, concurrency_id="generate", show_progress="minimal",

@@ -23,6 +23,7 @@ from engine.images import to_pil
 from engine.infotext import parse_infotext
 from engine.preview import linear_preview
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
+from engine.styles import apply_styles
 from engine.version import __version__
 
 from ..jobs import Job
@@ -59,6 +60,12 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         pipe = state.pipeline_for(checkpoint)
         request = to_request(payload, pipe.native_size, int(overrides.get("CLIP_stop_at_last_layers",
                                                                           studio.settings.clip_skip)))
+        chosen, unknown_styles = studio.styles.chosen(list(payload.styles or []))
+        request.prompt, request.negative_prompt = apply_styles(request.prompt, request.negative_prompt, chosen)
+        if request.hires is not None and (request.hires.prompt or request.hires.negative_prompt):
+            request.hires.prompt, request.hires.negative_prompt = apply_styles(
+                request.hires.prompt or payload.prompt, request.hires.negative_prompt or payload.negative_prompt or "",
+                chosen)
         scripts = {k.lower(): v for k, v in (payload.alwayson_scripts or {}).items()}
         request.control_units = control_units(studio, scripts.get("controlnet"), request.width, request.height)
         if request.hires is not None and request.hires.checkpoint:
@@ -72,7 +79,8 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
         result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
                                                       checkpoint, refiner))
-        warnings = unused_field_warnings(payload)
+        warnings = unused_field_warnings(payload) + [
+            f"styles: no style named {name!r} in {studio.styles.path.name}; left out" for name in unknown_styles]
         if payload.save_images:
             try:
                 for image, text, seed in zip(result.images, result.infotexts, result.seeds):
@@ -146,6 +154,11 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         return [{"name": schedule_id(name), "label": name, "aliases": ["SGMUniform"] if name == "SGM Uniform" else None,
                  "default_rho": {"Karras": 7.0, "Polyexponential": 1.0}.get(name, -1),
                  "need_inner_model": name in INNER_MODEL_SCHEDULES} for name in SCHEDULE_NAMES]
+
+    @router.get("/prompt-styles")
+    def prompt_styles():
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for s in studio.styles.styles().values()]
 
     @router.get("/sd-vae")
     def sd_vae():

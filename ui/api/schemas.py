@@ -1,5 +1,5 @@
 """Request bodies of AUTOMATIC1111's API: the same field names and defaults, so existing clients send what
-they always send. Fields this app has no use for yet (restore_faces, tiling, styles, ...)
+they always send. Fields this app has no use for yet (restore_faces, s_churn, ...)
 are accepted, and named in the answer's `info["warnings"]` when they ask for something (see unused.py)."""
 from typing import Annotated, Any
 

@@ -9,7 +9,7 @@ from .convert import PayloadError, known_schedule
 from .schemas import GenerationPayload, Img2ImgPayload
 
 OFF = {   # field -> the values that ask for nothing
-    "styles": (None, []), "seed_resize_from_h": (None, -1, 0), "seed_resize_from_w": (None, -1, 0),
+    "seed_resize_from_h": (None, -1, 0), "seed_resize_from_w": (None, -1, 0),
     "restore_faces": (None, False), "firstphase_width": (None, 0),
     "firstphase_height": (None, 0),
     "s_churn": (None, 0), "s_tmin": (None, 0), "s_tmax": (None, 0, math.inf), "s_min_uncond": (None, 0),
@@ -17,7 +17,6 @@ OFF = {   # field -> the values that ask for nothing
     "latent_mask": (None, ""), "override_settings_restore_afterwards": (None, True),
 }
 WHY = {
-    "styles": "there are no saved styles yet; put the style's text into the prompt",
     "firstphase_width": "A1111's legacy first-pass size; the first pass is width x height, the hires one hr_scale "
                         "or hr_resize_x/y times it", "firstphase_height": "as firstphase_width",
     "restore_faces": "there is no face restoration",
