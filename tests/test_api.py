@@ -152,6 +152,41 @@ def test_styles_from_styles_csv_are_applied_and_listed(app):
                                                          for w in info["warnings"])
 
 
+def test_options_clients_set_are_kept_and_the_samples_format_is_used(app):
+    answer = call(app, "/sdapi/v1/options", {"send_seed": False, "eta_noise_seed_delta": 31337,
+                                             "samples_format": "jpg"})[1]
+    assert answer["warnings"] == ["send_seed: stored and answered back; this app does not act on it",
+                                  "eta_noise_seed_delta: stored and answered back; this app does not act on it"]
+    options = call(app, "/sdapi/v1/options")[1]
+    assert (options["send_seed"], options["eta_noise_seed_delta"], options["samples_format"]) == (False, 31337, "jpg")
+    try:
+        before = set((app.studio.outdir / "txt2img-images").rglob("*.jpg"))
+        call(app, "/sdapi/v1/txt2img", {"prompt": "a jpeg ring", "steps": 2, "save_images": True})
+        new = set((app.studio.outdir / "txt2img-images").rglob("*.jpg")) - before
+        assert len(new) == 1
+        from ui.png_info import read_parameters
+        assert read_parameters(str(new.pop())).startswith("a jpeg ring\nSteps: 2")
+    finally:
+        call(app, "/sdapi/v1/options", {"samples_format": "png"})
+    assert call(app, "/sdapi/v1/options", {"samples_format": "gif"})[0] == 422
+    assert call(app, "/sdapi/v1/hypernetworks")[1] == [] and call(app, "/sdapi/v1/face-restorers")[1] == []
+    assert call(app, "/sdapi/v1/scripts")[1] == {"txt2img": [], "img2img": []}
+    assert [s["name"] for s in call(app, "/sdapi/v1/script-info")[1]] == ["controlnet", "controlnet"]
+
+
+def test_a_checkpoint_keeps_its_hash_in_the_list_after_another_is_loaded(app):
+    titles = lambda: {m["model_name"]: m["title"] for m in call(app, "/sdapi/v1/sd-models")[1]}  # noqa: E731
+    starter = titles()["starter"]
+    assert starter.startswith("starter [")
+    try:
+        assert call(app, "/sdapi/v1/options", {"sd_model_checkpoint": "starter-lcm"})[0] == 200
+        listed = titles()
+        assert listed["starter"] == starter and listed["starter-lcm"].startswith("starter-lcm [")
+    finally:
+        call(app, "/sdapi/v1/options", {"sd_model_checkpoint": starter})
+    assert call(app, "/sdapi/v1/options")[1]["sd_model_checkpoint"] == starter
+
+
 def test_png_info_lists_and_options(app):
     _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
     status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})

@@ -197,3 +197,17 @@ def test_consistency_methods_set_their_steps_cfg_and_size():
     assert method_defaults("Lightning / Hyper")[:2] == (4, 1.0)
     assert all(value == gr.skip() for value in method_defaults("LCM"))
     assert method_defaults("Lightning / Hyper")[2:] == (gr.skip(), gr.skip())
+
+
+def test_right_after_start_up_the_options_name_the_checkpoint_being_loaded(tmp_path):
+    from engine import Device
+    from ui.api.routes import current_options
+    from ui.api.shown_paths import ShownPaths
+    from ui.model_state import ModelState
+    from ui.settings import Settings
+    from ui.studio import Studio
+    state = ModelState(tmp_path / "models", Device.cpu_fp32())
+    state.loading = "sd_xl_base_1.0.safetensors"          # as load_in_background sets it
+    studio = Studio(state, Settings(), tmp_path / "settings.json", tmp_path / "outputs")
+    options = current_options(studio, ShownPaths(tmp_path / "models", tmp_path / "outputs"))
+    assert options["sd_model_checkpoint"] == "sd_xl_base_1.0.safetensors"

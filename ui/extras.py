@@ -75,7 +75,8 @@ def build(studio: Studio) -> None:
             own = source_picture.info.get("parameters", "")
             image.info["parameters"] = f"{own}, {text}" if own and text else own or text
             if studio.settings.save_outputs:
-                save_image(image, image.info["parameters"], name, studio.outdir, "extras")
+                save_image(image, image.info["parameters"], name, studio.outdir, "extras",
+                           fmt=studio.settings.samples_format)
             results.append((image, name))
         summary = ", ".join(f"{k}: {v}" for k, v in done[0][1].items()) if done else ""
         return results, f"<p>{len(results)} picture(s). {summary}</p>{note}"

@@ -30,20 +30,37 @@ def next_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
-def save_image(image: Image.Image, infotext: str, seed: int, outdir: Path, tab: str, today=None) -> Path:
+SAMPLES_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}   # A1111's samples_format
+
+
+def encoded(image: Image.Image, infotext: str, fmt: str) -> dict:
+    """Pillow save arguments: PNG with a `parameters` text chunk; JPEG / WebP with the text as the EXIF
+    UserComment (UTF-16, A1111's way), which PNG Info reads back."""
+    kind = SAMPLES_FORMATS[fmt]
+    if kind == "PNG":
+        info = PngInfo()
+        info.add_text("parameters", infotext)
+        return {"format": kind, "pnginfo": info}
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + infotext.encode("utf-16-be")
+    return {"format": kind, "exif": exif.tobytes(), "quality": 95}
+
+
+def save_image(image: Image.Image, infotext: str, seed: int, outdir: Path, tab: str, today=None,
+               fmt: str = "png") -> Path:
     folder = Path(outdir) / f"{tab}-images" / (today or datetime.date.today()).isoformat()
     folder.mkdir(parents=True, exist_ok=True)
-    info = PngInfo()
-    info.add_text("parameters", infotext)
-    fd, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=folder)
+    fmt = fmt.lower()
+    fd, tmp = tempfile.mkstemp(suffix=f".{fmt}.tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=info)
+            (image if fmt == "png" or image.mode == "RGB" else image.convert("RGB")).save(f, **encoded(
+                image, infotext, fmt))
             f.flush()
             os.fsync(f.fileno())
         number = next_number(folder)
         while True:
-            final = folder / f"{number:05d}-{seed}.png"
+            final = folder / f"{number:05d}-{seed}.{fmt}"
             try:
                 place(tmp, final)
                 return final

@@ -128,7 +128,7 @@ def _save(studio: Studio, tab: str, result) -> str:
     if not studio.settings.save_outputs:
         return "Not saved (saving is off in Models & Settings)."
     try:
-        paths = [save_image(image, text, seed, studio.outdir, tab)
+        paths = [save_image(image, text, seed, studio.outdir, tab, fmt=studio.settings.samples_format)
                  for image, text, seed in zip(result.images, result.infotexts, result.seeds)]
     except OSError as e:
         gr.Warning(f"Could not save to {studio.outdir}: {e.strerror or e}. The pictures are still shown here.")

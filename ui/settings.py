@@ -2,11 +2,13 @@
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.preview import PREVIEW_METHODS
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
+
+from .outputs import SAMPLES_FORMATS
 
 PREVIEW_CHOICES = ("None", *PREVIEW_METHODS)
 
@@ -23,6 +25,9 @@ class Settings:
     default_cfg: float = 7.0
     default_negative_prompt: str = ""
     clip_skip: int = 1                     # A1111's CLIP_stop_at_last_layers (API requests)
+    samples_format: str = "png"            # png, jpg, webp: how pictures are saved
+    api_options: dict = field(default_factory=dict)   # other A1111 options clients set, kept as sent
+    model_hashes: dict = field(default_factory=dict)  # checkpoint file -> [size, mtime_ns, A1111 short hash]
 
     def check(self) -> None:
         """Raise ValueError naming the first setting that is out of range."""
@@ -40,6 +45,10 @@ class Settings:
             raise ValueError("clip skip must be between 1 and 12")
         if not 1 <= self.default_cfg <= 30:
             raise ValueError("default CFG scale must be between 1 and 30")
+        if self.samples_format not in SAMPLES_FORMATS:
+            raise ValueError(f"samples format must be one of {', '.join(SAMPLES_FORMATS)}")
+        if not isinstance(self.api_options, dict) or not isinstance(self.model_hashes, dict):
+            raise ValueError("api_options and model_hashes must be mappings")
 
 
 def load_settings(path: Path) -> Settings:

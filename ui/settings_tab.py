@@ -28,6 +28,8 @@ def build(studio: Studio) -> None:
     gr.Markdown("### Settings")
     with gr.Row():
         save_outputs = gr.Checkbox(s.save_outputs, label=f"Save every picture to {studio.outdir}")
+        samples_format = gr.Dropdown(["png", "jpg", "webp"], value=s.samples_format, label="Save pictures as",
+                                     elem_id="settings_samples_format")
         preview_method = gr.Dropdown(list(PREVIEW_CHOICES), value=s.preview_method, label="Live preview")
         preview_every = gr.Slider(1, 50, value=s.preview_every, step=1, label="Preview every N steps")
     with gr.Row():
@@ -67,17 +69,19 @@ def build(studio: Studio) -> None:
 
     vae.input(on_vae, vae, status, concurrency_limit=1, concurrency_id="generate")
 
-    def on_apply(save, method, every, sampler, schedule, steps, cfg, negative):
-        new = Settings(save_outputs=save, preview_method=method, preview_every=int(every), vae=state.vae_choice,
-                       default_sampler=sampler, default_schedule=schedule, default_steps=int(steps),
-                       default_cfg=float(cfg), default_negative_prompt=negative)
+    def on_apply(save, fmt, method, every, sampler, schedule, steps, cfg, negative):
+        new = Settings(**{**vars(studio.settings), "save_outputs": save, "samples_format": fmt,
+                          "preview_method": method, "preview_every": int(every), "vae": state.vae_choice,
+                          "default_sampler": sampler, "default_schedule": schedule, "default_steps": int(steps),
+                          "default_cfg": float(cfg), "default_negative_prompt": negative})
         try:
             new.check()
         except ValueError as e:
             raise gr.Error(str(e)) from e
         return keep(new)
 
-    apply.click(on_apply, [save_outputs, preview_method, preview_every, sampler, schedule, steps, cfg, negative],
+    apply.click(on_apply, [save_outputs, samples_format, preview_method, preview_every, sampler, schedule, steps, cfg,
+                           negative],
                 applied, queue=False)
     styles_editor(studio)
 

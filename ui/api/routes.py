@@ -5,6 +5,7 @@ on whatever runs, whoever started it. Bad input is a 422 with a sentence saying 
 """
 import functools
 import html
+import json
 import os
 import secrets
 from pathlib import Path
@@ -28,7 +29,7 @@ from engine.version import __version__
 
 from ..jobs import Job
 from ..model_state import AUTOMATIC_VAE
-from ..outputs import save_image
+from ..outputs import SAMPLES_FORMATS, save_image
 from ..studio import Studio
 from .controlnet import control_units, controlnet_router
 from .extras import extras_router
@@ -84,7 +85,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         if payload.save_images:
             try:
                 for image, text, seed in zip(result.images, result.infotexts, result.seeds):
-                    save_image(image, text, seed, studio.outdir, tab)
+                    save_image(image, text, seed, studio.outdir, tab, fmt=studio.settings.samples_format)
             except OSError as e:     # the pictures still go back to the client
                 warnings.append(f"Could not save to {shown.path(studio.outdir)}: {e.strerror or e}")
         hidden = set() if getattr(payload, "include_init_images", False) else {"init_images", "mask"}
@@ -130,15 +131,40 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
     @router.get("/sd-models")
     def sd_models():
-        loaded = state.pipeline
+        """Titles carry " [hash]" for every checkpoint hashed once (when it was loaded), as A1111's cache does."""
+        loaded, known = state.pipeline, studio.settings.model_hashes
         models = []
         for name in state.checkpoint_names():
             path = state.resolve(name)
-            is_loaded = loaded is not None and loaded.source.resolve() == path
-            short = loaded.model_hash if is_loaded else None
+            stamp = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else [0, 0]
+            if loaded is not None and loaded.source.resolve() == path and loaded.model_hash \
+                    and known.get(name) != [*stamp, loaded.model_hash]:
+                known[name] = [*stamp, loaded.model_hash]
+                try:
+                    studio.save_settings()
+                except OSError:         # a cache: the titles still carry the hash for this run
+                    pass
+            short = known[name][2] if name in known and known[name][:2] == stamp else None
             models.append({"title": f"{name} [{short}]" if short else name, "model_name": Path(name).stem,
                            "hash": short, "sha256": None, "filename": shown.path(path), "config": None})
         return models
+
+    @router.get("/hypernetworks")
+    def hypernetworks():
+        return []                       # this app has no hypernetworks
+
+    @router.get("/face-restorers")
+    def face_restorers():
+        return []                       # nor face restoration
+
+    @router.get("/scripts")
+    def scripts():
+        return {"txt2img": [], "img2img": []}     # no selectable scripts yet; ControlNet is always on
+
+    @router.get("/script-info")
+    def script_info():
+        return [{"name": "controlnet", "is_alwayson": True, "is_img2img": tab == "img2img", "args": []}
+                for tab in ("txt2img", "img2img")]
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints():
@@ -181,7 +207,8 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
     @router.post("/options")
     def set_options(options: dict):
         ignored = apply_options(studio, options)
-        return {"warnings": [f"{key}: not a setting this app changes; ignored" for key in ignored]} if ignored else None
+        return {"warnings": [f"{key}: stored and answered back; this app does not act on it" for key in ignored]} \
+            if ignored else None
 
     @router.get("/cmd-flags")
     def cmd_flags():
@@ -313,16 +340,18 @@ def checkpoint_name(studio: Studio, wanted: str, field: str = "sd_model_checkpoi
 
 def current_options(studio: Studio, shown: ShownPaths) -> dict:
     s, pipe = studio.settings, studio.state.pipeline
-    title = None
+    title = studio.state.loading            # right after start-up: the checkpoint being loaded
     if pipe is not None:
         title = f"{pipe.name} [{pipe.model_hash}]" if pipe.model_hash else pipe.name
-    return {"sd_model_checkpoint": title, "sd_vae": s.vae, "CLIP_stop_at_last_layers": s.clip_skip,
-            "samples_save": s.save_outputs, "outdir_samples": shown.path(studio.outdir),
+    return {**s.api_options, "sd_model_checkpoint": title, "sd_vae": s.vae, "CLIP_stop_at_last_layers": s.clip_skip,
+            "samples_save": s.save_outputs, "samples_format": s.samples_format,
+            "outdir_samples": shown.path(studio.outdir),
             "live_previews_enable": s.preview_method != "None", "show_progress_every_n_steps": s.preview_every,
             "sd_checkpoint_hash": pipe.model_hash if pipe is not None else None}
 
 
-SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_save")
+SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_save", "samples_format")
+MAX_STORED_OPTIONS, MAX_OPTION_CHARS = 500, 10_000
 
 
 def apply_options(studio: Studio, options: dict) -> list[str]:
@@ -354,8 +383,20 @@ def apply_options(studio: Studio, options: dict) -> list[str]:
         if not isinstance(options["samples_save"], bool):
             raise PayloadError(f"samples_save: true or false, not {options['samples_save']!r}")
         s.save_outputs = options["samples_save"]
+    if "samples_format" in options:
+        fmt = str(options["samples_format"]).lower()
+        if fmt not in SAMPLES_FORMATS:
+            raise PayloadError(f"samples_format: one of {', '.join(SAMPLES_FORMATS)}, not {options['samples_format']!r}")
+        s.samples_format = fmt
+    others = {k: v for k, v in options.items() if k not in SETTABLE_OPTIONS}
+    for key, value in others.items():
+        if len(json.dumps(value, default=str)) > MAX_OPTION_CHARS:
+            raise PayloadError(f"{key}: at most {MAX_OPTION_CHARS:,} characters of JSON")
+    if len({**s.api_options, **others}) > MAX_STORED_OPTIONS:
+        raise PayloadError(f"at most {MAX_STORED_OPTIONS} options are kept")
+    s.api_options.update(others)                # stored and answered back, as A1111 keeps every option
     studio.save_settings()
-    return [key for key in options if key not in SETTABLE_OPTIONS]
+    return list(others)
 
 
 def memory_report() -> dict:
