@@ -177,6 +177,7 @@ class Pipeline:
         self._check_control_family(req)
         text = self.encode_prompts(req, prompt)
         refiner_text = None if refiner is None else refiner.encode_prompts(req, prompt)
+        lora_fields = {**lora_fields, **self.embedding_fields(text, req.clip_skip)}
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
 
         result = GenerationResult([], seeds, subseeds, [])
@@ -223,6 +224,14 @@ class Pipeline:
                                                                   self.unet.config.cross_attention_dim):
                 raise EngineError(f"ControlNet {i} is made for {family_of(control)} models; the loaded model "
                                   f"is {self.family}")
+
+    def embedding_fields(self, plan: PromptPlan, clip_skip: int) -> dict:
+        """A1111's "TI hashes" infotext field for the embeddings the prompts used."""
+        names = sorted({n for text in plan.texts for n in self.prompts.embeddings_in(text, clip_skip)})
+        if not names:
+            return {}
+        found, _ = self.prompts.embeddings.embeddings()
+        return {"TI hashes": ", ".join(f"{name}: {found[name].shorthash}" for name in names)}
 
     def encode_prompts(self, req: GenerationRequest, prompt: str) -> PromptPlan:
         """The prompt's AND parts and edits, and the negative prompt (none when CFG is off), through this

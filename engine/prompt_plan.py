@@ -12,6 +12,7 @@ Encoded = tuple            # (context (1, tokens, width), pooled (1, dim) or Non
 class PromptPlan:
     parts: list[tuple[list[tuple[int, Encoded]], float]]     # [(schedule [(last call, encoded)], weight), ...]
     negative: list[tuple[int, Encoded]] | None               # None: no unconditional pass
+    texts: tuple[str, ...] = ()                              # every text encoded for the plan
 
     @property
     def fixed(self) -> bool:
@@ -33,11 +34,14 @@ def plan_prompts(encode: Callable[[str], Encoded], prompt: str, negative: str, c
                  first_pass_steps: int | None = None) -> PromptPlan:
     """The plan for a run of `calls` model calls; `encode` maps a text to its encoding (cached by the caller).
     AND parts always come with the negative prompt, which composable diffusion measures them against."""
-    parts = split_and(prompt)
+    parts, texts = split_and(prompt), []
 
     def scheduled(text: str):
-        return [(last, encode(part)) for last, part in prompt_schedule(text, calls, first_pass_steps)]
+        schedule = prompt_schedule(text, calls, first_pass_steps)
+        texts.extend(part for _, part in schedule)
+        return [(last, encode(part)) for last, part in schedule]
     plan = PromptPlan([(scheduled(text), weight) for text, weight in parts], None)
     if with_negative or plan.composed:
         plan.negative = scheduled(negative)
+    plan.texts = tuple(dict.fromkeys(texts))
     return plan

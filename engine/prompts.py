@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .embeddings import EmbeddingLibrary
 from .tokenizer import BOS_ID, EOS_ID, CLIPTokenizer
 
 CHUNK_LENGTH = 75
@@ -76,10 +77,23 @@ def parse_prompt_attention(text: str) -> list[list]:
 class PromptChunk:
     tokens: list[int] = field(default_factory=list)
     multipliers: list[float] = field(default_factory=list)
+    fixes: list[tuple[int, str, torch.Tensor]] = field(default_factory=list)   # (position, embedding, vectors)
 
 
-def tokenize_chunks(tokenizer: CLIPTokenizer, text: str) -> list[PromptChunk]:
-    """The prompt as 77-token chunks with per-token weights, as A1111's tokenize_line builds them."""
+Vocabulary = dict[tuple[int, ...], tuple[str, torch.Tensor]]   # an embedding name's token ids -> (name, vectors)
+
+
+def _embedding_at(tokens: list[int], position: int, vocabulary: Vocabulary) -> tuple[int, str, torch.Tensor] | None:
+    """The longest embedding name whose tokens start at `position`: (its token count, name, vectors)."""
+    for ids, (name, vectors) in vocabulary.items():       # longest names first (see embedding_vocabulary)
+        if tuple(tokens[position:position + len(ids)]) == ids:
+            return len(ids), name, vectors
+    return None
+
+
+def tokenize_chunks(tokenizer: CLIPTokenizer, text: str, vocabulary: Vocabulary | None = None) -> list[PromptChunk]:
+    """The prompt as 77-token chunks with per-token weights, as A1111's tokenize_line builds them; where an
+    embedding's name appears, its n vectors take n token places (never split between chunks)."""
     parsed = parse_prompt_attention(text)
     chunks, chunk, last_comma = [], PromptChunk(), -1
 
@@ -90,21 +104,37 @@ def tokenize_chunks(tokenizer: CLIPTokenizer, text: str) -> list[PromptChunk]:
         if tokenizer.pad_id != EOS_ID:   # SD2: only the first end token stays, the rest is padding
             end = tokens.index(EOS_ID)
             tokens = tokens[: end + 1] + [tokenizer.pad_id] * (len(tokens) - end - 1)
-        chunks.append(PromptChunk(tokens, [1.0] + chunk.multipliers + [1.0] * (pad + 1)))
+        chunks.append(PromptChunk(tokens, [1.0] + chunk.multipliers + [1.0] * (pad + 1),
+                                  [(at + 1, name, v) for at, name, v in chunk.fixes]))
         chunk, last_comma = PromptChunk(), -1
 
     for piece, weight in parsed:
         if piece == "BREAK" and weight == -1:
             next_chunk()
             continue
-        for token in tokenizer.encode(piece):
+        ids, position = tokenizer.encode(piece), 0
+        while position < len(ids):
+            found = _embedding_at(ids, position, vocabulary) if vocabulary else None
+            if found is not None:
+                length, name, vectors = found
+                if len(chunk.tokens) + len(vectors) > CHUNK_LENGTH:
+                    next_chunk()
+                chunk.fixes.append((len(chunk.tokens), name, vectors))
+                chunk.tokens += [0] * len(vectors)
+                chunk.multipliers += [weight] * len(vectors)
+                position += length
+                continue
+            token = ids[position]
+            position += 1
             if token == COMMA_ID:
                 last_comma = len(chunk.tokens)
             elif (len(chunk.tokens) == CHUNK_LENGTH and last_comma != -1
                   and len(chunk.tokens) - last_comma <= COMMA_BACKTRACK):
                 cut = last_comma + 1
-                moved = PromptChunk(chunk.tokens[cut:], chunk.multipliers[cut:])
-                chunk = PromptChunk(chunk.tokens[:cut], chunk.multipliers[:cut])
+                moved = PromptChunk(chunk.tokens[cut:], chunk.multipliers[cut:],
+                                    [(at - cut, n, v) for at, n, v in chunk.fixes if at >= cut])
+                chunk = PromptChunk(chunk.tokens[:cut], chunk.multipliers[:cut],
+                                    [f for f in chunk.fixes if f[0] < cut])
                 next_chunk()
                 chunk = moved
             if len(chunk.tokens) == CHUNK_LENGTH:
@@ -114,6 +144,12 @@ def tokenize_chunks(tokenizer: CLIPTokenizer, text: str) -> list[PromptChunk]:
     if chunk.tokens or not chunks:
         next_chunk()
     return chunks
+
+
+def embedding_vocabulary(tokenizer: CLIPTokenizer, embeddings: dict[str, torch.Tensor]) -> Vocabulary:
+    """Each embedding's name as the tokenizer reads it, longest first, so "style-two" wins over "style"."""
+    found = {tuple(tokenizer.encode(name)): (name, vectors) for name, vectors in embeddings.items()}
+    return dict(sorted(found.items(), key=lambda item: -len(item[0])))
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,8 @@ class PromptEncoder:
         self.sdxl = sdxl
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()
+        self.embeddings: EmbeddingLibrary = EmbeddingLibrary()    # the app points it at embeddings/
+        self._used: dict = {}                                     # cache key -> embedding names in that text
 
     @property
     def text_encoder(self):
@@ -145,7 +183,7 @@ class PromptEncoder:
         """(weighted hidden states (1, 77, width), pooled projection or None) of one chunk in one tower."""
         device = tower.encoder.final_layer_norm.weight.device
         ids = torch.tensor([chunk.tokens], device=device)
-        out = tower.encoder(ids)
+        out = tower.encoder(ids, [(at, vectors.to(device)) for at, _, vectors in chunk.fixes])
         z = (tower.encoder.select(out, clip_skip + 1, final_norm=False) if self.sdxl
              else tower.encoder.select(out, clip_skip)).float()
         pooled = None if out.text_embeds is None else out.text_embeds.float()
@@ -166,17 +204,25 @@ class PromptEncoder:
 
     def encode(self, text: str, clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(context (1, 77 * chunks, total width), pooled text embedding (1, dim) or None)."""
-        key = (text, clip_skip)
+        key = (text, clip_skip, self.embeddings.stamp)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        widths, pooled = [], None
-        for tower in self.towers:
-            encoded = [self.encode_chunk(tower, c, clip_skip) for c in tokenize_chunks(tower.tokenizer, text)]
+        usable, _ = self.embeddings.usable([t.encoder.config.hidden_size for t in self.towers])
+        widths, pooled, used = [], None, set()
+        for i, tower in enumerate(self.towers):
+            vocabulary = embedding_vocabulary(tower.tokenizer, {n: parts[i] for n, parts in usable.items()})
+            chunks = tokenize_chunks(tower.tokenizer, text, vocabulary)
+            used.update(name for c in chunks for _, name, _ in c.fixes)
+            encoded = [self.encode_chunk(tower, c, clip_skip) for c in chunks]
             widths.append(torch.cat([z for z, _ in encoded], dim=1))
             pooled = encoded[0][1] if encoded[0][1] is not None else pooled
         found = (torch.cat(widths, dim=-1), pooled)
-        self._cache[key] = found
+        self._cache[key], self._used[key] = found, sorted(used)
         if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            self._used.pop(self._cache.popitem(last=False)[0], None)
         return found
+
+    def embeddings_in(self, text: str, clip_skip: int = 1) -> list[str]:
+        """The embeddings the encoding of `text` used (after `encode`)."""
+        return self._used.get((text, clip_skip, self.embeddings.stamp), [])

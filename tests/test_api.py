@@ -187,6 +187,23 @@ def test_a_checkpoint_keeps_its_hash_in_the_list_after_another_is_loaded(app):
     assert call(app, "/sdapi/v1/options")[1]["sd_model_checkpoint"] == starter
 
 
+def test_embeddings_are_listed_and_used_by_name(app, tmp_path):
+    import torch
+    width = app.state.pipeline.prompts.towers[0].encoder.config.hidden_size
+    torch.save({"string_to_param": {"*": torch.randn(3, width)}, "step": 10}, tmp_path / "bright-look.pt")
+    torch.save({"string_to_param": {"*": torch.randn(1, width + 8)}}, tmp_path / "other-family.pt")
+    folder, app.state.embeddings.folder = app.state.embeddings.folder, tmp_path
+    try:
+        listed = call(app, "/sdapi/v1/embeddings")[1]
+        assert listed["loaded"] == {"bright-look": {"step": 10, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                                                    "shape": width, "vectors": 3}}
+        assert list(listed["skipped"]) == ["other-family"]
+        _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a ring, bright-look", "steps": 2})
+        assert "TI hashes: \"bright-look: " in json.loads(answer["info"])["infotexts"][0]
+    finally:
+        app.state.embeddings.folder = folder
+
+
 def test_png_info_lists_and_options(app):
     _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
     status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})

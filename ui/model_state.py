@@ -5,6 +5,7 @@ from pathlib import Path
 
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
 from engine.loading.catalog import list_checkpoints, list_controlnets, list_loras, list_vaes
+from engine.embeddings import EmbeddingLibrary
 from engine.loading.controlnet import controlnet_kind, load_controlnet
 from engine.upscaler_models import ModelUpscalers
 from engine.upscalers import LATENT_UPSCALE_MODES, PIXEL_UPSCALERS
@@ -18,8 +19,10 @@ DEMO_NOTE = ("This is the small built-in demo model: 64x64 pictures of coloured 
 
 
 class ModelState:
-    def __init__(self, models_dir: Path, device: Device):
+    def __init__(self, models_dir: Path, device: Device, embeddings_dir: Path | None = None):
         self.models_dir = Path(models_dir)
+        # textual inversion embeddings: A1111's embeddings/ beside the models folder
+        self.embeddings = EmbeddingLibrary(embeddings_dir or self.models_dir.parent / "embeddings")
         self.device = device
         self.pipeline: Pipeline | None = None
         self.status = "No model loaded yet."
@@ -168,6 +171,7 @@ class ModelState:
     def _open(self, path: Path) -> Pipeline:
         pipeline = load_pipeline(path, self.device)
         pipeline.loras.folder = self.lora_dir
+        pipeline.prompts.embeddings = self.embeddings
         return pipeline
 
     def pipeline_for(self, checkpoint: str | None) -> Pipeline:

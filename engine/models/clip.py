@@ -91,8 +91,13 @@ class CLIPEmbeddings(nn.Module):
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.position_embedding = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
 
-    def forward(self, input_ids):
-        return self.token_embedding(input_ids) + self.position_embedding.weight[: input_ids.shape[1]]
+    def forward(self, input_ids, fixes=()):
+        """Token plus position embeddings; `fixes` [(position, vectors (n, width))] put textual inversion
+        vectors in place of n token embeddings (of the first row)."""
+        tokens = self.token_embedding(input_ids)
+        for position, vectors in fixes:
+            tokens[0, position:position + len(vectors)] = vectors.to(tokens.dtype)
+        return tokens + self.position_embedding.weight[: input_ids.shape[1]]
 
 class CLIPEncoder(nn.Module):
     def __init__(self, cfg: CLIPTextConfig):
@@ -113,8 +118,8 @@ class CLIPTextModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.final_layer_norm.weight.dtype
 
-    def forward(self, input_ids: torch.Tensor) -> TextEncoderOutput:
-        x = self.embeddings(input_ids)
+    def forward(self, input_ids: torch.Tensor, fixes=()) -> TextEncoderOutput:
+        x = self.embeddings(input_ids, fixes)
         hidden_states = [x]
         for layer in self.encoder.layers:
             x = layer(x)

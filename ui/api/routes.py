@@ -196,6 +196,21 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         return [{"name": name, "alias": name, "path": shown.path(path), "metadata": {}}
                 for name, path in ((p.stem, p) for p in lora_paths(studio))]
 
+    @router.get("/embeddings")
+    def embeddings():
+        """A1111's answer: the embeddings that fit the loaded model, and those skipped (another family)."""
+        pipe = state.pipeline
+        widths = [t.encoder.config.hidden_size for t in pipe.prompts.towers] if pipe is not None else []
+        found, _ = state.embeddings.embeddings()
+        usable, skipped = state.embeddings.usable(widths) if widths else ({}, {})
+
+        def entry(name):
+            e = found.get(name)
+            return {"step": e.step if e else None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                    "shape": list(e.vectors.values())[-1].shape[-1] if e else None, "vectors": e.count if e else None}
+        return {"loaded": {name: entry(name) for name in usable},
+                "skipped": {name: entry(name) for name in skipped}}
+
     @router.post("/refresh-loras")
     def refresh_loras():
         return {}
