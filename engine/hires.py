@@ -12,7 +12,7 @@ over in the second pass only (A1111's default, "second pass").
 import dataclasses
 from dataclasses import dataclass
 
-from PIL import Image
+import torch
 
 from .upscalers import LATENT_UPSCALE_MODES, PIXEL_UPSCALERS, UnknownUpscalerError, resize_with, upscale_latent
 
@@ -117,7 +117,7 @@ def generate_hires(pipe, req, progress=None, should_stop=None, should_skip=None,
     width, height = hr.final_size(req.width, req.height)
     fields = {**hr.infotext(req), **req.extra_infotext}
     first_req = dataclasses.replace(req, hires=None, extra_infotext=fields)
-    probe = hr.second_pass(req, width, height, 0, 0, {"init_image": Image.new("RGB", (width, height))})
+    probe = hr.second_pass(req, width, height, 0, 0, {"init_latent": torch.zeros(1)})   # img2img, to count steps
     first_steps = pipe.steps_run(first_req) * req.batch_count
     total = first_steps + second.steps_run(probe) * req.batch_size * req.batch_count
     offset = [0]

@@ -5,6 +5,7 @@ N steps it runs the last int(s N) + 1 sigmas of the N-step schedule, starting fr
 noise at the first of them. Inpainting blends the x_0 estimate with the original latent outside the mask
 at every step and pastes the original pixels back at the end.
 """
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -244,6 +245,15 @@ class Pipeline:
     def guidance_embedded(self) -> bool:
         """An LCM-distilled UNet takes the guidance scale as an input (w-conditioning) instead of a CFG pass."""
         return bool(self.unet.config.time_cond_proj_dim)
+
+    def job_steps(self, req: GenerationRequest) -> int:
+        """Sampler steps the whole request takes, both passes of a hires fix counted (its progress total)."""
+        if req.hires is None:
+            return self.steps_run(req) * req.batch_count
+        w, h = req.hires.final_size(req.width, req.height)
+        second = req.hires.second_pass(req, w, h, 0, 0, {"init_latent": torch.zeros(1)})   # img2img, to count
+        return (self.steps_run(dataclasses.replace(req, hires=None)) + self.steps_run(second) * req.batch_size) \
+            * req.batch_count
 
     def steps_run(self, req: GenerationRequest) -> int:
         """Sampler steps one picture of `req` takes (img2img: A1111's part of the schedule)."""

@@ -122,3 +122,4 @@ class GenerationResult:
     infotexts: list[str]
     interrupted: bool = False
     latents: list[torch.Tensor] = field(default_factory=list)   # each picture's final scaled latent, on the CPU
+    grids: int = 0                      # how many of `images` lead as grids composed of the others (X/Y/Z)

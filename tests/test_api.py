@@ -170,8 +170,8 @@ def test_options_clients_set_are_kept_and_the_samples_format_is_used(app):
         call(app, "/sdapi/v1/options", {"samples_format": "png"})
     assert call(app, "/sdapi/v1/options", {"samples_format": "gif"})[0] == 422
     assert call(app, "/sdapi/v1/hypernetworks")[1] == [] and call(app, "/sdapi/v1/face-restorers")[1] == []
-    assert call(app, "/sdapi/v1/scripts")[1] == {"txt2img": [], "img2img": []}
-    assert [s["name"] for s in call(app, "/sdapi/v1/script-info")[1]] == ["controlnet", "controlnet"]
+    assert call(app, "/sdapi/v1/scripts")[1] == {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot"]}
+    assert [s["name"] for s in call(app, "/sdapi/v1/script-info")[1]] == ["x/y/z plot", "controlnet"] * 2
 
 
 def test_a_checkpoint_keeps_its_hash_in_the_list_after_another_is_loaded(app):
@@ -202,6 +202,26 @@ def test_embeddings_are_listed_and_used_by_name(app, tmp_path):
         assert "TI hashes: \"bright-look: " in json.loads(answer["info"])["infotexts"][0]
     finally:
         app.state.embeddings.folder = folder
+
+
+def test_the_xyz_plot_script_as_a1111_takes_it(app):
+    args = [4, "2,3", [], 9, "", ["Euler", "Euler a"], 0, "", [], True, True, False, False, False, False, False, 0,
+            False]
+    status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a ring", "seed": 3, "script_name": "X/Y/Z plot",
+                                                     "script_args": args, "save_images": True})
+    assert status == 200 and len(answer["images"]) == 1 + 4                 # the grid, then the 4 cells
+    grid, cells = picture(answer["images"][0]), [picture(b) for b in answer["images"][1:]]
+    assert grid.width >= 2 * 64 and grid.height >= 2 * 64 and all(c.size == (64, 64) for c in cells)
+    info = json.loads(answer["info"])
+    assert info["index_of_first_image"] == 1 and "Steps: 3, Sampler: Euler a" in info["infotexts"][4]
+    _, alone = call(app, "/sdapi/v1/txt2img", {"prompt": "a ring", "seed": 3, "steps": 3, "sampler_name": "Euler a"})
+    assert np.array_equal(np.asarray(cells[3]), np.asarray(picture(alone["images"][0])))
+    assert list((app.studio.outdir / "txt2img-grids").rglob("*.png"))
+    for wrong, message in [([99] + args[1:], "axis index 99"), ([35] + args[1:], "not available here"),
+                           (args[:5], "18 arguments")]:
+        status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "x", "script_name": "x/y/z plot",
+                                                         "script_args": wrong})
+        assert status == 422 and message in json.dumps(answer), answer
 
 
 def test_png_info_lists_and_options(app):

@@ -250,6 +250,27 @@ def test_a_style_saved_in_settings_is_applied_on_txt2img_and_found_again_by_png_
     assert "night" in page.inner_text("#txt2img_styles")
 
 
+def test_an_xyz_plot_on_txt2img_makes_a_labelled_grid_and_saves_it(page, app):
+    page.click("#txt2img_xyz")
+    page.locator("#txt2img_xyz_enable input[type=checkbox]").check()
+    page.locator("#txt2img_xyz_x_type input").click()
+    page.get_by_role("option", name="Steps", exact=True).click()
+    page.fill("#txt2img_xyz_x_values textarea", "2-3")
+    page.locator("#txt2img_xyz_y_type input").click()
+    page.get_by_role("option", name="CFG Scale", exact=True).last.click()   # the Y list (X's stays in the page)
+    page.fill("#txt2img_xyz_y_values textarea", "4, 8")
+    set_number(page, "txt2img_seed", 21)
+    grids = app.studio.outdir / "txt2img-grids"
+    before = set(grids.rglob("*.png")) if grids.is_dir() else set()
+    page.click("#txt2img_generate")
+    wait_done(page, "txt2img")
+    new = set(grids.rglob("*.png")) - before
+    assert len(new) == 1
+    grid = Image.open(new.pop())
+    assert grid.width > 2 * 64 and grid.height > 2 * 64                     # 2 x 2 cells and the legend
+    page.locator("#txt2img_xyz_enable input[type=checkbox]").uncheck()
+
+
 def test_the_queue_serves_two_browser_tabs_one_at_a_time(browser, app):
     first, second = browser.new_page(), browser.new_page()
     try:

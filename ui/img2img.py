@@ -8,6 +8,7 @@ from .generation_form import build_request, prompt_box, sampling_controls
 from .refiner import refiner_controls
 from .results import results_panel, run_generation
 from .studio import Destination, Studio, Tab
+from .xyz import xyz_controls
 
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 
@@ -52,6 +53,7 @@ def build(studio: Studio) -> None:
             strength = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img_strength")
             controls = sampling_controls(studio, "img2img", last_seed)
             refiner = refiner_controls(studio, "img2img")
+            plot = xyz_controls(studio, "img2img")
         with gr.Column(scale=2):
             panel = results_panel(studio, "img2img", last_seed)
     studio.forms["img2img"] = (box, controls)
@@ -74,10 +76,10 @@ def build(studio: Studio) -> None:
                 raise gr.Error("Upload a picture first.")
             extra["init_image"] = values[init_image]
         yield from run_generation(studio, "img2img", build_request(box, controls, values, **extra),
-                                  refiner=refiner_name)
+                                  refiner=refiner_name, plot=plot.chosen(values))
 
     inputs = {*box.components(), *controls.components(), mode, init_image, editor, strength, resize_mode,
-              mask_blur, mask_mode, masked_content, inpaint_area, padding, *refiner.components()}
+              mask_blur, mask_mode, masked_content, inpaint_area, padding, *refiner.components(), *plot.components()}
     box.generate.click(run, inputs, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
                        show_progress="minimal", show_progress_on=panel.progress)
 

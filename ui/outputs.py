@@ -46,9 +46,19 @@ def encoded(image: Image.Image, infotext: str, fmt: str) -> dict:
     return {"format": kind, "exif": exif.tobytes(), "quality": 95}
 
 
+def save_result(result, outdir: Path, tab: str, fmt: str = "png", grids_only: bool = False) -> list[Path]:
+    """A generation's pictures: grids (X/Y/Z) to <tab>-grids/, the pictures to <tab>-images/."""
+    grids, pictures = result.images[:result.grids], ([] if grids_only else result.images[result.grids:])
+    seed = result.seeds[0] if result.seeds else 0
+    paths = [save_image(grid, text, seed, outdir, tab, fmt=fmt, kind="grids")
+             for grid, text in zip(grids, result.infotexts)]
+    return paths + [save_image(image, text, seed, outdir, tab, fmt=fmt)
+                    for image, text, seed in zip(pictures, result.infotexts[result.grids:], result.seeds)]
+
+
 def save_image(image: Image.Image, infotext: str, seed: int, outdir: Path, tab: str, today=None,
-               fmt: str = "png") -> Path:
-    folder = Path(outdir) / f"{tab}-images" / (today or datetime.date.today()).isoformat()
+               fmt: str = "png", kind: str = "images") -> Path:
+    folder = Path(outdir) / f"{tab}-{kind}" / (today or datetime.date.today()).isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     fmt = fmt.lower()
     fd, tmp = tempfile.mkstemp(suffix=f".{fmt}.tmp", dir=folder)

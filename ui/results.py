@@ -14,8 +14,9 @@ from engine.images import to_pil
 from engine.infotext import parse_infotext
 
 from .jobs import Job, progress_html
-from .outputs import save_image
+from .outputs import save_result
 from .studio import Studio
+from .xyz_run import run_xyz
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
@@ -78,11 +79,11 @@ def _previewer(studio: Studio, checkpoint: str | None = None) -> Previewer | Non
 
 
 def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpoint: str | None = None,
-                   owner: str = "", save: bool = True, refiner: str | None = None):
+                   owner: str = "", save: bool = True, refiner: str | None = None, plot: dict | None = None):
     """Generator for a Gradio event: yields panel updates while the engine works in a thread.
     `checkpoint` names a model other than the loaded one; `owner` marks a live run its session may cancel;
     `save` False shows the pictures without saving them (live previews); `refiner` names the checkpoint that
-    takes over at request.refiner_switch_at."""
+    takes over at request.refiner_switch_at; `plot`: run an X/Y/Z plot of the request (ui.xyz_run settings)."""
     job = Job(tab, owner)
     outcome = {}
     previewer = _previewer(studio, checkpoint)
@@ -95,8 +96,14 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
 
     def work():
         try:
-            outcome["result"] = studio.jobs.run(job, lambda: studio.state.generate(
-                request, on_progress, job.should_stop, job.take_skip, checkpoint, refiner))
+            if plot is not None:
+                cells_tab = tab if save and studio.settings.save_outputs else None
+                outcome["result"] = studio.jobs.run(job, lambda: run_xyz(
+                    studio, request, progress=on_progress, should_stop=job.should_stop, should_skip=job.take_skip,
+                    checkpoint=checkpoint, refiner=refiner, tab=cells_tab, **plot))
+            else:
+                outcome["result"] = studio.jobs.run(job, lambda: studio.state.generate(
+                    request, on_progress, job.should_stop, job.take_skip, checkpoint, refiner))
         except EngineError as e:
             outcome["error"] = str(e)
         except Exception as e:   # a bug or an out-of-memory: say so, keep serving
@@ -116,7 +123,8 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
     if "error" in outcome:
         raise gr.Error(outcome["error"])
     result = outcome["result"]
-    saved_note = _save(studio, tab, result) if save else "Live picture, not saved: press Generate to keep it."
+    saved_note = _save(studio, tab, result, plot is not None) if save else \
+        "Live picture, not saved: press Generate to keep it."
     pairs = list(zip(result.images, result.infotexts))
     status = "Interrupted. " if result.interrupted else ""
     done = f'<div class="studio-progress idle">{status}{len(pairs)} picture(s). {saved_note}</div>'
@@ -124,12 +132,11 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
     yield (done, None, [image for image, _ in pairs], pairs[0][1] if pairs else "", pairs, 0, return_seed)
 
 
-def _save(studio: Studio, tab: str, result) -> str:
+def _save(studio: Studio, tab: str, result, grids_only: bool = False) -> str:
     if not studio.settings.save_outputs:
         return "Not saved (saving is off in Models & Settings)."
     try:
-        paths = [save_image(image, text, seed, studio.outdir, tab, fmt=studio.settings.samples_format)
-                 for image, text, seed in zip(result.images, result.infotexts, result.seeds)]
+        paths = save_result(result, studio.outdir, tab, studio.settings.samples_format, grids_only)
     except OSError as e:
         gr.Warning(f"Could not save to {studio.outdir}: {e.strerror or e}. The pictures are still shown here.")
         return "Not saved."

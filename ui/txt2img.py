@@ -5,6 +5,7 @@ from engine.styles import apply_styles
 
 from .generation_form import build_request, prompt_box, sampling_controls
 from .hires import hires_controls
+from .xyz import xyz_controls
 from .refiner import refiner_controls
 from .results import results_panel, run_generation
 from .studio import Studio, Tab
@@ -18,6 +19,7 @@ def build(studio: Studio) -> None:
             controls = sampling_controls(studio, "txt2img", last_seed)
             hires = hires_controls(studio, "txt2img", controls.width, controls.height)
             refiner = refiner_controls(studio, "txt2img")
+            plot = xyz_controls(studio, "txt2img")
         with gr.Column(scale=2):
             panel = results_panel(studio, "txt2img", last_seed)
     studio.forms["txt2img"] = (box, controls)
@@ -30,10 +32,10 @@ def build(studio: Studio) -> None:
             hr.prompt, hr.negative_prompt = apply_styles(hr.prompt or values[box.prompt],
                                                          hr.negative_prompt or values[box.negative], chosen)
         request = build_request(box, controls, values, refiner_switch_at=switch_at, hires=hr)
-        yield from run_generation(studio, "txt2img", request, refiner=refiner_name)
+        yield from run_generation(studio, "txt2img", request, refiner=refiner_name, plot=plot.chosen(values))
 
     box.generate.click(run, {*box.components(), *controls.components(), *hires.components(),
-                             *refiner.components()},
+                             *refiner.components(), *plot.components()},
                        panel.outputs(),
                        concurrency_limit=1, concurrency_id="generate", show_progress="minimal",
                        show_progress_on=panel.progress)

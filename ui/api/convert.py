@@ -167,7 +167,7 @@ def info_json(payload: GenerationPayload, request: GenerationRequest, result: Ge
         "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": (request.hires.denoising_strength if request.hires is not None
                                else request.denoising_strength if request.is_img2img else None),
-        "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": result.infotexts,
+        "extra_generation_params": {}, "index_of_first_image": result.grids, "infotexts": result.infotexts,
         "styles": payload.styles or [], "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False,
         "interrupted": result.interrupted, "warnings": warnings or [],

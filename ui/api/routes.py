@@ -25,11 +25,12 @@ from engine.infotext import parse_infotext
 from engine.preview import linear_preview
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 from engine.styles import apply_styles
+from engine.xyz import a1111_axis_list
 from engine.version import __version__
 
 from ..jobs import Job
 from ..model_state import AUTOMATIC_VAE
-from ..outputs import SAMPLES_FORMATS, save_image
+from ..outputs import SAMPLES_FORMATS, save_result
 from ..studio import Studio
 from .controlnet import control_units, controlnet_router
 from .extras import extras_router
@@ -37,6 +38,8 @@ from .convert import PayloadError, decode_image, encode_image, info_json, pick_n
 from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
 from .unused import refuse_missing_scripts, unused_field_warnings
+from .xyz import ARGS as XYZ_ARGS, is_xyz, xyz_settings
+from ..xyz_run import run_xyz
 
 INNER_MODEL_SCHEDULES = {"Uniform", "SGM Uniform", "Simple", "Normal", "DDIM", "Beta", "LCM"}   # A1111's flag
 
@@ -78,14 +81,20 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         def on_progress(done, total, denoised):
             job.steps_done, job.total_steps, job.latent = done, total, denoised[:1]
 
-        result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
-                                                      checkpoint, refiner))
+        if is_xyz(payload.script_name):
+            plot = xyz_settings(list(payload.script_args or []), tab == "img2img")
+            result = jobs.run(job, lambda: run_xyz(studio, request, progress=on_progress, should_stop=job.should_stop,
+                                                   should_skip=job.take_skip, checkpoint=checkpoint, refiner=refiner,
+                                                   tab=tab if payload.save_images else None, **plot))
+        else:
+            result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
+                                                          checkpoint, refiner))
         warnings = unused_field_warnings(payload) + [
             f"styles: no style named {name!r} in {studio.styles.path.name}; left out" for name in unknown_styles]
         if payload.save_images:
             try:
-                for image, text, seed in zip(result.images, result.infotexts, result.seeds):
-                    save_image(image, text, seed, studio.outdir, tab, fmt=studio.settings.samples_format)
+                save_result(result, studio.outdir, tab, studio.settings.samples_format,
+                            grids_only=is_xyz(payload.script_name))   # the cells were saved as they came
             except OSError as e:     # the pictures still go back to the client
                 warnings.append(f"Could not save to {shown.path(studio.outdir)}: {e.strerror or e}")
         hidden = set() if getattr(payload, "include_init_images", False) else {"init_images", "mask"}
@@ -159,12 +168,16 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
     @router.get("/scripts")
     def scripts():
-        return {"txt2img": [], "img2img": []}     # no selectable scripts yet; ControlNet is always on
+        return {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot"]}     # ControlNet is always on
 
     @router.get("/script-info")
     def script_info():
-        return [{"name": "controlnet", "is_alwayson": True, "is_img2img": tab == "img2img", "args": []}
-                for tab in ("txt2img", "img2img")]
+        return [entry for tab in ("txt2img", "img2img") for entry in (
+            {"name": "x/y/z plot", "is_alwayson": False, "is_img2img": tab == "img2img",
+             "args": [{"label": label, "value": None, "minimum": None, "maximum": None, "step": None,
+                       "choices": a1111_axis_list(tab == "img2img") if label.endswith("type") else None}
+                      for label in XYZ_ARGS]},
+            {"name": "controlnet", "is_alwayson": True, "is_img2img": tab == "img2img", "args": []})]
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints():

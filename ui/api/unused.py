@@ -6,6 +6,7 @@ import math
 from engine.sampling import SCHEDULE_NAMES
 
 from .convert import PayloadError, known_schedule
+from .xyz import is_xyz
 from .schemas import GenerationPayload, Img2ImgPayload
 
 OFF = {   # field -> the values that ask for nothing
@@ -31,10 +32,10 @@ MAX_SCRIPT_ARGS = 64
 
 
 def refuse_missing_scripts(payload: GenerationPayload) -> None:
-    """A1111 answers 422 for a script it does not have; so does this app, which has no selectable scripts yet."""
-    if payload.script_name:
-        raise PayloadError(f"script_name: no script {payload.script_name!r} here (this app has no selectable "
-                           "scripts yet; alwayson_scripts.controlnet is served)")
+    """A1111 answers 422 for a script it does not have; so does this app (it has the X/Y/Z plot)."""
+    if payload.script_name and not is_xyz(payload.script_name):
+        raise PayloadError(f"script_name: no script {payload.script_name!r} here (selectable: x/y/z plot; "
+                           "alwayson_scripts.controlnet is served)")
     if len(payload.script_args or []) > MAX_SCRIPT_ARGS:
         raise PayloadError(f"script_args: at most {MAX_SCRIPT_ARGS} values")
     for name in payload.alwayson_scripts or {}:
