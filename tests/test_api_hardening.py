@@ -96,7 +96,8 @@ def test_a_full_mask_with_padding_zero_still_works(app):
     ("/controlnet/detect", {"controlnet_module": "canny", "controlnet_input_images": [b64png(PICTURE)] * 9},
      "controlnet_input_images"),
     ("/sdapi/v1/txt2img", {"script_args": [0] * 65}, "at most 64"),
-    ("/sdapi/v1/txt2img", {"script_name": "X/Y/Z plot"}, "no script 'X/Y/Z plot'"),
+    ("/sdapi/v1/txt2img", {"script_name": "Loopback"}, "no script 'Loopback'"),
+    ("/sdapi/v1/txt2img", {"script_name": "X/Y/Z plot"}, "18 arguments"),
     ("/sdapi/v1/txt2img", {"alwayson_scripts": {"ADetailer": {"args": []}}}, "'ADetailer' not found"),
     ("/sdapi/v1/txt2img", {"eta": 1e308, "sampler_name": "Euler a"}, "eta must be between 0 and 1"),
     ("/sdapi/v1/txt2img", {"s_noise": -1e308, "sampler_name": "Euler a"}, "s_noise"),
@@ -159,7 +160,9 @@ def test_options_of_the_wrong_type_are_a_422(app, options, message):
 
 def test_options_it_has_no_such_setting_for_are_answered_with_warnings(app):
     status, answer = call(app, "/sdapi/v1/options", {"samples_save": False, "jpeg_quality": 80})
-    assert status == 200 and answer == {"warnings": ["jpeg_quality: not a setting this app changes; ignored"]}
+    assert status == 200 and answer == {"warnings": ["jpeg_quality: stored and answered back; this app does not act "
+                                                     "on it"]}
+    assert call(app, "/sdapi/v1/options")[1]["jpeg_quality"] == 80
 
 
 def test_shown_paths_never_give_an_absolute_path(tmp_path):

@@ -15,7 +15,8 @@ from tests.test_models_parity import engine_twin
 
 K_SAMPLERS = {"Euler": "sample_euler", "Euler a": "sample_euler_ancestral", "Heun": "sample_heun", "LMS": "sample_lms",
               "DPM++ 2M": "sample_dpmpp_2m", "DPM++ 2M SDE": "sample_dpmpp_2m_sde", "DPM++ SDE": "sample_dpmpp_sde",
-              "DPM++ 2S a": "sample_dpmpp_2s_ancestral"}
+              "DPM++ 2S a": "sample_dpmpp_2s_ancestral", "DPM++ 2M SDE Heun": ("sample_dpmpp_2m_sde", {"solver_type": "heun"}),
+              "DPM++ 3M SDE": "sample_dpmpp_3m_sde", "DPM2": "sample_dpm_2", "DPM2 a": "sample_dpm_2_ancestral"}
 SCHEDULES = ["Automatic", "Karras", "Exponential", "SGM Uniform", "DDIM"]
 A1111_110_SCHEDULES = ["Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform", "KL Optimal",
                        "Align Your Steps", "Simple", "Normal", "DDIM", "Beta"]
@@ -171,8 +172,9 @@ def run_k_diffusion(setup, sampler, sigmas, x):
         kwargs["noise_sampler"] = lambda s, s_next: draws()
     elif SAMPLERS[sampler].noise == "brownian":
         kwargs["noise_sampler"] = ks.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=SEEDS)
-    return getattr(ks, K_SAMPLERS[sampler])(setup["k_denoiser"], x.clone(), sigmas, disable=True,
-                                             extra_args={"cond": setup["context"]}, **kwargs)
+    name, options = K_SAMPLERS[sampler] if isinstance(K_SAMPLERS[sampler], tuple) else (K_SAMPLERS[sampler], {})
+    return getattr(ks, name)(setup["k_denoiser"], x.clone(), sigmas, disable=True,
+                             extra_args={"cond": setup["context"]}, **kwargs, **options)
 
 
 @pytest.mark.parametrize("sampler", K_SAMPLERS)

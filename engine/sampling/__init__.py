@@ -30,6 +30,7 @@ class SamplerSpec:
     defaults: dict = field(default_factory=dict)
     boundary: str | None = None         # "lcm": the denoiser applies LCM's c_skip / c_out
     second_order: bool = False          # two model calls a step (A1111 counts 2 steps - 1 for prompt editing)
+    discard_penultimate: bool = False   # A1111's discard_next_to_last_sigma: steps + 1 sigmas, the last but one dropped
 
     def model_calls(self, steps: int) -> int:
         """A1111's total_steps: the model calls a run of `steps` makes, which prompt editing counts in."""
@@ -47,6 +48,13 @@ SAMPLERS: dict[str, SamplerSpec] = {
                              second_order=True),
     "DPM++ 2S a": SamplerSpec(k_samplers.sample_dpmpp_2s_ancestral, "Karras", "ancestral", options=("eta", "s_noise"),
                               second_order=True),
+    "DPM++ 2M SDE Heun": SamplerSpec(k_samplers.sample_dpmpp_2m_sde_heun, "Exponential", "brownian",
+                                     options=("eta", "s_noise")),
+    "DPM++ 3M SDE": SamplerSpec(k_samplers.sample_dpmpp_3m_sde, "Exponential", "brownian", options=("eta", "s_noise"),
+                                discard_penultimate=True),
+    "DPM2": SamplerSpec(k_samplers.sample_dpm_2, "Karras", second_order=True, discard_penultimate=True),
+    "DPM2 a": SamplerSpec(k_samplers.sample_dpm_2_ancestral, "Karras", "ancestral", options=("eta", "s_noise"),
+                          second_order=True, discard_penultimate=True),
     "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
     "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
     "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),
@@ -73,6 +81,13 @@ def make_sigmas(sampler: str, schedule: str, steps: int, model_schedule: Discret
     name = resolve_schedule(sampler, schedule)
     if name == "DDIM" and sampler == "DDIM":   # DDIM's own grid stops at alpha_bar_0, as CompVis and diffusers do
         return ddim_uniform(steps, model_schedule, final_sigma=model_schedule.sigma_min)
+    if SAMPLERS[sampler].discard_penultimate:       # A1111: one more sigma, and the last but one dropped
+        sigmas = _schedule(name, steps + 1, model_schedule, family)
+        return torch.cat([sigmas[:-2], sigmas[-1:]])
+    return _schedule(name, steps, model_schedule, family)
+
+
+def _schedule(name: str, steps: int, model_schedule: DiscreteSchedule, family: str) -> torch.Tensor:
     if name == "Align Your Steps":
         return align_your_steps(steps, model_schedule, family)
     return SCHEDULES[name](steps, model_schedule)

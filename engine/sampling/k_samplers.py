@@ -189,3 +189,93 @@ def sample_dpmpp_2s_ancestral(model, x, sigmas, noise, callback=None, eta=1.0, s
         if sigmas[i + 1] > 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
+
+
+@torch.no_grad()
+def sample_dpm_2(model, x, sigmas, callback=None, **_):
+    """DPM-Solver-2 steps in sigma (k-diffusion's "DPM2", after Lu et al. 2022 and Karras et al. 2022 Alg. 2):
+    an Euler half-step to the log-midpoint, then the full step with the midpoint's derivative."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        _notify(callback, i, x, denoised)
+        d = to_d(x, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = x + d * (sigmas[i + 1] - sigmas[i])
+        else:
+            sigma_mid = sigmas[i].log().lerp(sigmas[i + 1].log(), 0.5).exp()
+            x_2 = x + d * (sigma_mid - sigmas[i])
+            x = x + to_d(x_2, sigma_mid, model(x_2, sigma_mid)) * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+@torch.no_grad()
+def sample_dpm_2_ancestral(model, x, sigmas, noise, callback=None, eta=1.0, s_noise=1.0, **_):
+    """DPM2 steps to sigma_down, then fresh noise of sigma_up ("DPM2 a")."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        sigma_down, sigma_up = ancestral_step(sigmas[i].item(), sigmas[i + 1].item(), eta)
+        _notify(callback, i, x, denoised)
+        d = to_d(x, sigmas[i], denoised)
+        if sigma_down == 0:
+            x = x + d * (sigma_down - sigmas[i])
+        else:
+            sigma_down = torch.as_tensor(sigma_down, dtype=sigmas.dtype, device=sigmas.device)
+            sigma_mid = sigmas[i].log().lerp(sigma_down.log(), 0.5).exp()
+            x_2 = x + d * (sigma_mid - sigmas[i])
+            x = x + to_d(x_2, sigma_mid, model(x_2, sigma_mid)) * (sigma_down - sigmas[i])
+            x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_3m_sde(model, x, sigmas, noise, callback=None, eta=1.0, s_noise=1.0, **_):
+    """DPM-Solver++(3M) SDE: third-order multistep in data prediction over the last three x_0 estimates,
+    with noise injected each step (k-diffusion's form)."""
+    denoised_1, denoised_2, h_1, h_2 = None, None, None, None
+    h = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        _notify(callback, i, x, denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            h = _t(sigmas[i + 1]) - _t(sigmas[i])
+            h_eta = h * (eta + 1)
+            x = torch.exp(-h_eta) * x + (-h_eta).expm1().neg() * denoised
+            phi_2 = h_eta.neg().expm1() / h_eta + 1
+            if h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0, d1_1 = (denoised - denoised_1) / r0, (denoised_1 - denoised_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                x = x + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
+            elif h_1 is not None:
+                x = x + phi_2 * (denoised - denoised_1) / (h_1 / h)
+            if eta:
+                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
+        denoised_1, denoised_2 = denoised, denoised_1
+        h_1, h_2 = h, h_1
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_sde_heun(model, x, sigmas, noise, callback=None, eta=1.0, s_noise=1.0, **_):
+    """DPM-Solver++(2M) SDE with the Heun-type correction term (k-diffusion's solver_type="heun")."""
+    old_denoised, h_last = None, None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        _notify(callback, i, x, denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            h = _t(sigmas[i + 1]) - _t(sigmas[i])
+            eta_h = eta * h
+            x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
+            if old_denoised is not None:
+                r = h_last / h
+                x = x + ((-h - eta_h).expm1().neg() / (-h - eta_h) + 1) * (1 / r) * (denoised - old_denoised)
+            if eta:
+                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
+            h_last = h
+        old_denoised = denoised
+    return x
