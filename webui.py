@@ -31,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--settings-file", type=Path, default=ROOT / "settings.json")
     parser.add_argument("--embeddings-dir", type=Path, default=ROOT / "embeddings",
                         help="textual inversion embeddings (A1111's embeddings/ folder)")
+    parser.add_argument("--wildcards-dir", type=Path, default=ROOT / "wildcards",
+                        help="wildcard files for __name__ in prompts (dynamic prompts)")
     parser.add_argument("--styles-file", type=Path, default=ROOT / "styles.csv", help="prompt styles, A1111's format")
     parser.add_argument("--annotators-dir", type=Path, help="ControlNet annotator weights (default: <models-dir>/annotators)")
     parser.add_argument("--api", action="store_true", help="serve AUTOMATIC1111's REST API (/sdapi/v1/...) too")
@@ -100,7 +102,7 @@ def main(argv=None) -> None:
     device = Device.choose(args.device, args.precision)
     if device.device.type == "cpu":
         keep_freed_memory_for_reuse()
-    state = ModelState(args.models_dir, device, args.embeddings_dir)
+    state = ModelState(args.models_dir, device, args.embeddings_dir, args.wildcards_dir)
     state.vae_choice = settings.vae
     checkpoint = args.ckpt or state.default_checkpoint()
     if checkpoint:   # the page comes up at once; the model loads beside it

@@ -237,7 +237,7 @@ def test_a_failing_disk_loses_nothing(app, monkeypatch):
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr("ui.api.routes.save_image", full)
+    monkeypatch.setattr("ui.api.routes.save_result", full)
     status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "x", "steps": 1, "save_images": True})
     info = json.loads(answer["info"])
     assert status == 200 and len(answer["images"]) == 1

@@ -1,11 +1,15 @@
 """The app's loaded model: one at a time, loaded in the background, swapped only when a new one loads cleanly."""
+import dataclasses
+import functools
 import json
+import random
 import threading
 from pathlib import Path
 
 from engine import Device, EngineError, GenerationRequest, GenerationResult, Pipeline, load_pipeline
 from engine.loading.catalog import list_checkpoints, list_controlnets, list_loras, list_vaes
 from engine.embeddings import EmbeddingLibrary
+from engine.wildcards import expand, is_dynamic
 from engine.loading.controlnet import controlnet_kind, load_controlnet
 from engine.upscaler_models import ModelUpscalers
 from engine.upscalers import LATENT_UPSCALE_MODES, PIXEL_UPSCALERS
@@ -19,8 +23,10 @@ DEMO_NOTE = ("This is the small built-in demo model: 64x64 pictures of coloured 
 
 
 class ModelState:
-    def __init__(self, models_dir: Path, device: Device, embeddings_dir: Path | None = None):
+    def __init__(self, models_dir: Path, device: Device, embeddings_dir: Path | None = None,
+                 wildcards_dir: Path | None = None):
         self.models_dir = Path(models_dir)
+        self.wildcards_dir = Path(wildcards_dir) if wildcards_dir else self.models_dir.parent / "wildcards"
         # textual inversion embeddings: A1111's embeddings/ beside the models folder
         self.embeddings = EmbeddingLibrary(embeddings_dir or self.models_dir.parent / "embeddings")
         self.device = device
@@ -217,5 +223,37 @@ class ModelState:
             refining = self._opened(refiner, self._refiner) if refiner else None
             hires = request.hires.checkpoint if request.hires is not None else None
             second = self._opened(hires, self._side) if hires else None   # the hires fix's own checkpoint
-            return pipeline.generate(request, progress, should_stop, should_skip, refining, second,
-                                     self.upscalers.steps())
+            run = functools.partial(pipeline.generate, should_stop=should_stop, should_skip=should_skip,
+                                    refiner=refining, hires_model=second, upscalers=self.upscalers.steps())
+            if is_dynamic(request.prompt) or is_dynamic(request.negative_prompt):
+                return self._dynamic(request, pipeline, run, progress, should_stop)
+            return run(request, progress)
+
+    def _dynamic(self, request: GenerationRequest, pipeline: Pipeline, run, progress, should_stop) -> GenerationResult:
+        """A prompt with wildcards or {a|b} variants: each picture its own prompt, drawn by a generator seeded
+        with the run's seed (picture i: seed + i, its i-th prompt), so a seed repeats its pictures."""
+        request.validate()
+        seed = request.seed if request.seed >= 0 else random.randrange(4294967294)
+        subseed = request.subseed if request.subseed >= 0 else random.randrange(4294967294)
+        count = request.batch_size * request.batch_count
+        prompts = expand(request.prompt, count, seed, self.wildcards_dir)
+        negatives = (expand(request.negative_prompt, count, seed, self.wildcards_dir)
+                     if is_dynamic(request.negative_prompt) else [request.negative_prompt] * count)
+        singles = [dataclasses.replace(request, prompt=p, negative_prompt=n, batch_size=1, batch_count=1,
+                                       seed=seed + (i if request.subseed_strength == 0 else 0), subseed=subseed + i)
+                   for i, (p, n) in enumerate(zip(prompts, negatives))]
+        totals = [pipeline.job_steps(single) for single in singles]
+        result = GenerationResult([], [], [], [])
+        for i, single in enumerate(singles):
+            if should_stop is not None and should_stop():
+                result.interrupted = True
+                break
+            before = sum(totals[:i])
+            done = run(single, None if progress is None else
+                       (lambda d, _, x, before=before: progress(before + d, sum(totals), x)))
+            for name in ("images", "seeds", "subseeds", "infotexts", "latents"):
+                getattr(result, name).extend(getattr(done, name))
+            if done.interrupted:
+                result.interrupted = True
+                break
+        return result
