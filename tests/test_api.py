@@ -170,7 +170,7 @@ def test_options_clients_set_are_kept_and_the_samples_format_is_used(app):
         call(app, "/sdapi/v1/options", {"samples_format": "png"})
     assert call(app, "/sdapi/v1/options", {"samples_format": "gif"})[0] == 422
     assert call(app, "/sdapi/v1/hypernetworks")[1] == [] and call(app, "/sdapi/v1/face-restorers")[1] == []
-    assert call(app, "/sdapi/v1/scripts")[1] == {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot"]}
+    assert call(app, "/sdapi/v1/scripts")[1] == {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot", "sd upscale"]}
     assert [s["name"] for s in call(app, "/sdapi/v1/script-info")[1]] == ["x/y/z plot", "controlnet"] * 2
 
 
@@ -222,6 +222,21 @@ def test_the_xyz_plot_script_as_a1111_takes_it(app):
         status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "x", "script_name": "x/y/z plot",
                                                          "script_args": wrong})
         assert status == 422 and message in json.dumps(answer), answer
+
+
+def test_the_sd_upscale_script_on_img2img(app):
+    source = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    body = {"init_images": [b64png(source)], "prompt": "a ring", "steps": 4, "denoising_strength": 0.3,
+            "width": 64, "height": 64, "script_name": "SD upscale", "script_args": [None, 16, 1, 2]}
+    status, answer = call(app, "/sdapi/v1/img2img", body)
+    assert status == 200 and picture(answer["images"][0]).size == (128, 128)
+    assert "SD upscale upscaler: Lanczos" in json.loads(answer["info"])["infotexts"][0]
+    for wrong, message in [([None, 16, 99, 2], "upscaler index 99"), ([None, 16], "4 arguments")]:
+        status, answer = call(app, "/sdapi/v1/img2img", {**body, "script_args": wrong})
+        assert status == 422 and message in json.dumps(answer)
+    status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "x", "script_name": "sd upscale",
+                                                     "script_args": [None, 16, 1, 2]})
+    assert status == 422 and "img2img script" in json.dumps(answer)
 
 
 def test_png_info_lists_and_options(app):

@@ -7,6 +7,7 @@ from engine.request import INPAINT_AREAS
 from .generation_form import build_request, prompt_box, sampling_controls
 from .refiner import refiner_controls
 from .results import results_panel, run_generation
+from .sd_upscale_run import run_sd_upscale
 from .studio import Destination, Studio, Tab
 from .xyz import xyz_controls
 
@@ -54,6 +55,18 @@ def build(studio: Studio) -> None:
             controls = sampling_controls(studio, "img2img", last_seed)
             refiner = refiner_controls(studio, "img2img")
             plot = xyz_controls(studio, "img2img")
+            with gr.Accordion("SD upscale", open=False, elem_id="img2img_sd_upscale"):
+                upscale_on = gr.Checkbox(False, label="SD upscale: upscale, then img2img in overlapping tiles of "
+                                                       "width x height", elem_id="img2img_sd_upscale_enable")
+                with gr.Row():
+                    upscaler = gr.Dropdown(studio.state.upscaler_names(latent=False), value="Lanczos",
+                                           label="Upscaler", elem_id="img2img_sd_upscale_upscaler")
+                    upscale_by = gr.Slider(1, 4, value=2, step=0.05, label="Scale Factor",
+                                           elem_id="img2img_sd_upscale_scale")
+                    overlap = gr.Slider(0, 256, value=64, step=16, label="Tile overlap",
+                                        elem_id="img2img_sd_upscale_overlap")
+            upscaler.focus(lambda: gr.update(choices=studio.state.upscaler_names(latent=False)), outputs=upscaler,
+                           queue=False)
         with gr.Column(scale=2):
             panel = results_panel(studio, "img2img", last_seed)
     studio.forms["img2img"] = (box, controls)
@@ -75,11 +88,20 @@ def build(studio: Studio) -> None:
             if values[init_image] is None:
                 raise gr.Error("Upload a picture first.")
             extra["init_image"] = values[init_image]
-        yield from run_generation(studio, "img2img", build_request(box, controls, values, **extra),
-                                  refiner=refiner_name, plot=plot.chosen(values))
+        request = build_request(box, controls, values, **extra)
+        script = None
+        if values[upscale_on]:
+            if values[mode] == "inpaint":
+                raise gr.Error("SD upscale works on the img2img sub-tab's picture, not with a mask.")
+            script = lambda progress, stop, skip: run_sd_upscale(   # noqa: E731
+                studio, request, values[upscaler], float(values[upscale_by]), int(values[overlap]), progress, stop,
+                skip)
+        yield from run_generation(studio, "img2img", request, refiner=refiner_name, plot=plot.chosen(values),
+                                  script=script)
 
     inputs = {*box.components(), *controls.components(), mode, init_image, editor, strength, resize_mode,
-              mask_blur, mask_mode, masked_content, inpaint_area, padding, *refiner.components(), *plot.components()}
+              mask_blur, mask_mode, masked_content, inpaint_area, padding, *refiner.components(), *plot.components(),
+              upscale_on, upscaler, upscale_by, overlap}
     box.generate.click(run, inputs, panel.outputs(), concurrency_limit=1, concurrency_id="generate",
                        show_progress="minimal", show_progress_on=panel.progress)
 

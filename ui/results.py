@@ -79,11 +79,13 @@ def _previewer(studio: Studio, checkpoint: str | None = None) -> Previewer | Non
 
 
 def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpoint: str | None = None,
-                   owner: str = "", save: bool = True, refiner: str | None = None, plot: dict | None = None):
+                   owner: str = "", save: bool = True, refiner: str | None = None, plot: dict | None = None,
+                   script=None):
     """Generator for a Gradio event: yields panel updates while the engine works in a thread.
     `checkpoint` names a model other than the loaded one; `owner` marks a live run its session may cancel;
     `save` False shows the pictures without saving them (live previews); `refiner` names the checkpoint that
-    takes over at request.refiner_switch_at; `plot`: run an X/Y/Z plot of the request (ui.xyz_run settings)."""
+    takes over at request.refiner_switch_at; `plot`: run an X/Y/Z plot of the request (ui.xyz_run settings);
+    `script(progress, should_stop, should_skip)`: run that instead (SD upscale)."""
     job = Job(tab, owner)
     outcome = {}
     previewer = _previewer(studio, checkpoint)
@@ -96,7 +98,10 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
 
     def work():
         try:
-            if plot is not None:
+            if script is not None:
+                outcome["result"] = studio.jobs.run(job, lambda: script(on_progress, job.should_stop,
+                                                                        job.take_skip))
+            elif plot is not None:
                 cells_tab = tab if save and studio.settings.save_outputs else None
                 outcome["result"] = studio.jobs.run(job, lambda: run_xyz(
                     studio, request, progress=on_progress, should_stop=job.should_stop, should_skip=job.take_skip,
@@ -123,7 +128,7 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
     if "error" in outcome:
         raise gr.Error(outcome["error"])
     result = outcome["result"]
-    saved_note = _save(studio, tab, result, plot is not None) if save else \
+    saved_note = _save(studio, tab, result, bool(result.grids)) if save else \
         "Live picture, not saved: press Generate to keep it."
     pairs = list(zip(result.images, result.infotexts))
     status = "Interrupted. " if result.interrupted else ""

@@ -39,7 +39,9 @@ from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
 from .unused import refuse_missing_scripts, unused_field_warnings
 from .xyz import ARGS as XYZ_ARGS, is_xyz, xyz_settings
+from ..sd_upscale_run import run_sd_upscale
 from ..xyz_run import run_xyz
+from .sd_upscale import is_sd_upscale, sd_upscale_settings
 
 INNER_MODEL_SCHEDULES = {"Uniform", "SGM Uniform", "Simple", "Normal", "DDIM", "Beta", "LCM"}   # A1111's flag
 
@@ -81,7 +83,14 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         def on_progress(done, total, denoised):
             job.steps_done, job.total_steps, job.latent = done, total, denoised[:1]
 
-        if is_xyz(payload.script_name):
+        if is_sd_upscale(payload.script_name):
+            if tab != "img2img":
+                raise PayloadError("script_name: SD upscale is an img2img script")
+            upscaler, scale, overlap = sd_upscale_settings(list(payload.script_args or []),
+                                                           state.upscaler_names(latent=False))
+            result = jobs.run(job, lambda: run_sd_upscale(studio, request, upscaler, scale, overlap, on_progress,
+                                                          job.should_stop, job.take_skip, checkpoint))
+        elif is_xyz(payload.script_name):
             plot = xyz_settings(list(payload.script_args or []), tab == "img2img")
             result = jobs.run(job, lambda: run_xyz(studio, request, progress=on_progress, should_stop=job.should_stop,
                                                    should_skip=job.take_skip, checkpoint=checkpoint, refiner=refiner,
@@ -168,7 +177,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
 
     @router.get("/scripts")
     def scripts():
-        return {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot"]}     # ControlNet is always on
+        return {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot", "sd upscale"]}     # ControlNet: always on
 
     @router.get("/script-info")
     def script_info():

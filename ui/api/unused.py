@@ -6,6 +6,7 @@ import math
 from engine.sampling import SCHEDULE_NAMES
 
 from .convert import PayloadError, known_schedule
+from .sd_upscale import is_sd_upscale
 from .xyz import is_xyz
 from .schemas import GenerationPayload, Img2ImgPayload
 
@@ -33,9 +34,9 @@ MAX_SCRIPT_ARGS = 64
 
 def refuse_missing_scripts(payload: GenerationPayload) -> None:
     """A1111 answers 422 for a script it does not have; so does this app (it has the X/Y/Z plot)."""
-    if payload.script_name and not is_xyz(payload.script_name):
-        raise PayloadError(f"script_name: no script {payload.script_name!r} here (selectable: x/y/z plot; "
-                           "alwayson_scripts.controlnet is served)")
+    if payload.script_name and not is_xyz(payload.script_name) and not is_sd_upscale(payload.script_name):
+        raise PayloadError(f"script_name: no script {payload.script_name!r} here (selectable: x/y/z plot, "
+                           "sd upscale; alwayson_scripts.controlnet is served)")
     if len(payload.script_args or []) > MAX_SCRIPT_ARGS:
         raise PayloadError(f"script_args: at most {MAX_SCRIPT_ARGS} values")
     for name in payload.alwayson_scripts or {}:
