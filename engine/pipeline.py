@@ -21,7 +21,7 @@ from .devices import Device
 from .errors import EngineError, NumericalError
 from .hires import generate_hires
 from .img2img import Source, inpaint_conditioning, prepare_source
-from .infotext import create_infotext
+from .generation_info import embedding_fields, generation_infotext
 from .loading import load_components, load_vae
 from .loading.catalog import CHECKPOINT_SUFFIXES
 from .loras import PromptLoras
@@ -36,7 +36,6 @@ from .sampling.consistency import guidance_embedding
 from .sampling.schedules import lcm
 from .tiling import seamless
 from .tokenizer import CLIPTokenizer
-from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,7 @@ class Pipeline:
         self._check_control_family(req)
         text = self.encode_prompts(req, prompt)
         refiner_text = None if refiner is None else refiner.encode_prompts(req, prompt)
-        lora_fields = {**lora_fields, **self.embedding_fields(text, req.clip_skip)}
+        lora_fields = {**lora_fields, **embedding_fields(self.prompts, text, req.clip_skip)}
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
 
         result = GenerationResult([], seeds, subseeds, [])
@@ -208,7 +207,7 @@ class Pipeline:
                     if source is not None:
                         image = images.apply_overlay(image, source.overlay, source.paste_box)
                     index = b * req.batch_size + i
-                    infotext = self.infotext(req, seeds[index], subseeds[index], source, fields)
+                    infotext = generation_infotext(self, req, seeds[index], subseeds[index], source, fields)
                     image.info["parameters"] = infotext
                     result.images.append(image)
                     result.infotexts.append(infotext)
@@ -225,14 +224,6 @@ class Pipeline:
                                                                   self.unet.config.cross_attention_dim):
                 raise EngineError(f"ControlNet {i} is made for {family_of(control)} models; the loaded model "
                                   f"is {self.family}")
-
-    def embedding_fields(self, plan: PromptPlan, clip_skip: int) -> dict:
-        """A1111's "TI hashes" infotext field for the embeddings the prompts used."""
-        names = sorted({n for text in plan.texts for n in self.prompts.embeddings_in(text, clip_skip)})
-        if not names:
-            return {}
-        found, _ = self.prompts.embeddings.embeddings()
-        return {"TI hashes": ", ".join(f"{name}: {found[name].shorthash}" for name in names)}
 
     def encode_prompts(self, req: GenerationRequest, prompt: str) -> PromptPlan:
         """The prompt's AND parts and edits, and the negative prompt (none when CFG is off), through this
@@ -398,37 +389,6 @@ class Pipeline:
         c.pooled, c.time_ids = pooled.expand(n, -1).to(device), ids(REFINER_SCORE)
         if uncond_pooled is not None:
             c.uncond_pooled, c.uncond_time_ids = uncond_pooled.expand(n, -1).to(device), ids(REFINER_NEGATIVE_SCORE)
-
-    def infotext(self, req: GenerationRequest, seed: int, subseed: int, source: Source | None,
-                 extra: dict | None = None) -> str:
-        spec = SAMPLERS[req.sampler]
-        default_eta = spec.defaults.get("eta", 1.0)
-        eta = req.eta if req.eta is not None else default_eta
-        eta_field = {"Eta DDIM" if req.sampler == "DDIM" else "Eta": eta} if "eta" in spec.options and eta != default_eta else {}
-        params = {
-            "Steps": req.steps,
-            "Sampler": req.sampler,
-            "Schedule type": resolve_schedule(req.sampler, req.schedule),
-            "CFG scale": req.cfg_scale,
-            "Seed": seed,
-            "Size": f"{req.width}x{req.height}",
-            "Model hash": self.model_hash or None,
-            "Model": self.name,
-            "VAE": self.vae_name,
-            "Variation seed": subseed if req.subseed_strength else None,
-            "Variation seed strength": req.subseed_strength or None,
-            "Denoising strength": req.denoising_strength if req.is_img2img else None,
-            "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
-            "Tiling": True if req.tiling else None,
-            "Noise Schedule": "Zero Terminal SNR" if self.schedule.zero_terminal_snr else None,
-            **(source.infotext if source is not None else {}),
-            **{f"ControlNet {i}": unit.infotext or None for i, unit in enumerate(req.control_units)},
-            **eta_field,
-            **(extra or {}),
-            **req.extra_infotext,
-            "Version": __version__,
-        }
-        return create_infotext(req.prompt, req.negative_prompt, params)
 
 
 def load_pipeline(path: str | Path, device: Device | None = None, vae: str | Path | None = None,

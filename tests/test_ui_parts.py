@@ -201,7 +201,7 @@ def test_consistency_methods_set_their_steps_cfg_and_size():
 
 def test_right_after_start_up_the_options_name_the_checkpoint_being_loaded(tmp_path):
     from engine import Device
-    from ui.api.routes import current_options
+    from ui.api.options import current_options
     from ui.api.shown_paths import ShownPaths
     from ui.model_state import ModelState
     from ui.settings import Settings
