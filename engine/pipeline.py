@@ -187,7 +187,7 @@ class Pipeline:
         def on_step(denoised):
             steps_done[0] += 1
             if progress is not None:
-                progress(steps_done[0], job_steps, denoised)
+                progress(min(steps_done[0], job_steps), job_steps, denoised)   # DPM adaptive: calls vary
 
         for b in range(req.batch_count):
             part = slice(b * req.batch_size, (b + 1) * req.batch_size)

@@ -286,3 +286,20 @@ def test_v_prediction_matches_diffusers(setup):
     assert close(ours, latents) <= 1e-4
     eps_result = SAMPLERS["Euler"].function(lambda x, s: setup["denoiser"](x, s, setup["cond"]), x.clone(), sigmas)
     assert close(ours, eps_result) > 1e-2
+
+
+@pytest.mark.parametrize("sampler,eta", [("DPM fast", 0.0), ("DPM fast", 1.0), ("DPM adaptive", 0.0),
+                                         ("DPM adaptive", 1.0)])
+def test_dpm_fast_and_adaptive_match_k_diffusion(setup, sampler, eta):
+    """A1111 hands k-diffusion the schedule's ends and the step count; the engine reads them off the sigmas."""
+    ks = setup["ks"]
+    for n in (5, 9):
+        sigmas = make_sigmas(sampler, "Automatic", n, setup["schedule"])
+        x = start_latent(sigmas)
+        ours = run_engine(setup, sampler, sigmas, x, eta=eta)
+        draws = ImageNoise((4, 8, 8), SEEDS)
+        function = ks.sample_dpm_fast if sampler == "DPM fast" else ks.sample_dpm_adaptive
+        extra = {"n": n} if sampler == "DPM fast" else {}
+        ref = function(setup["k_denoiser"], x.clone(), sigmas[-2].item(), sigmas[0].item(), disable=True, eta=eta,
+                       noise_sampler=lambda s, s_next: draws(), extra_args={"cond": setup["context"]}, **extra)
+        assert close(ours, ref) <= 1e-4, f"{sampler} eta {eta}, {n} steps: {close(ours, ref):.2e}"

@@ -14,6 +14,7 @@ import torch
 from . import k_samplers
 from .consistency import sample_consistency, sample_lcm
 from .ddim import sample_ddim
+from .dpm_solver import sample_dpm_adaptive, sample_dpm_fast
 from .denoiser import Conditioning, Denoiser
 from .noise import BrownianNoise, ImageNoise
 from .schedules import SCHEDULES, DiscreteSchedule, align_your_steps, ddim_uniform
@@ -55,6 +56,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "DPM2": SamplerSpec(k_samplers.sample_dpm_2, "Karras", second_order=True, discard_penultimate=True),
     "DPM2 a": SamplerSpec(k_samplers.sample_dpm_2_ancestral, "Karras", "ancestral", options=("eta", "s_noise"),
                           second_order=True, discard_penultimate=True),
+    "DPM fast": SamplerSpec(sample_dpm_fast, noise="ancestral", options=("eta", "s_noise")),
+    "DPM adaptive": SamplerSpec(sample_dpm_adaptive, noise="ancestral", options=("eta", "s_noise")),
     "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
     "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
     "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),
