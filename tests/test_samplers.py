@@ -303,3 +303,52 @@ def test_dpm_fast_and_adaptive_match_k_diffusion(setup, sampler, eta):
         ref = function(setup["k_denoiser"], x.clone(), sigmas[-2].item(), sigmas[0].item(), disable=True, eta=eta,
                        noise_sampler=lambda s, s_next: draws(), extra_args={"cond": setup["context"]}, **extra)
         assert close(ours, ref) <= 1e-4, f"{sampler} eta {eta}, {n} steps: {close(ours, ref):.2e}"
+
+
+def test_restart_is_heun_below_20_steps_and_restarts_from_20(setup):
+    from engine.sampling.restart_plms import restart_steps
+    sigmas = make_sigmas("Restart", "Automatic", 12, setup["schedule"])
+    x = start_latent(sigmas)
+    restart = run_engine(setup, "Restart", sigmas, x)
+    heun = SAMPLERS["Heun"].function(lambda x, s: setup["denoiser"](x, s, setup["cond"]), x.clone(), sigmas)
+    torch.testing.assert_close(restart, heun)
+    for steps, expected_heun_steps in ((20, 11 + 9), (40, 20 + 2 * 10)):     # A1111's budgets: 9 once; steps//4 twice
+        pairs = restart_steps(make_sigmas("Restart", "Automatic", steps, setup["schedule"]))
+        assert len(pairs) == expected_heun_steps
+        ups = [i for i in range(1, len(pairs)) if pairs[i][0] > pairs[i - 1][1]]    # where noise lifts the sample
+        assert len(ups) == (1 if steps < 36 else 2) and all(abs(pairs[i][0].item() - 2.0) < 0.6 for i in ups)
+
+
+def test_plms_matches_compvis_written_in_ddpm_form(setup):
+    """CompVis's PLMSSampler (A1111's PLMS): DDIM's timesteps, eps from the last four, first step pseudo
+    improved Euler; x in DDPM form, alphas from the training schedule."""
+    schedule, unet, context = setup["schedule"], setup["ref_unet"], setup["context"][:1]
+    a = schedule.alphas_cumprod.float()
+    for n in (4, 10):
+        timesteps = list(range(1, 1000, 1000 // n))[::-1]
+        sigmas = make_sigmas("PLMS", "Automatic", n, schedule)
+        unit = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+        eps = lambda x, t: unet(x, torch.tensor([float(t)]), context).sample  # noqa: E731
+        x, old = unit.clone(), []
+        for i, t in enumerate(timesteps):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else None
+            a_t, a_prev = a[t], a[t_prev] if t_prev is not None else a[0]
+
+            def step(e):
+                x0 = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
+                return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
+            e_t = eps(x, t)
+            if not old:
+                e_prime = (e_t + eps(step(e_t), t_prev if t_prev is not None else t)) / 2
+            elif len(old) == 1:
+                e_prime = (3 * e_t - old[-1]) / 2
+            elif len(old) == 2:
+                e_prime = (23 * e_t - 16 * old[-1] + 5 * old[-2]) / 12
+            else:
+                e_prime = (55 * e_t - 59 * old[-1] + 37 * old[-2] - 9 * old[-3]) / 24
+            x = step(e_prime)
+            old = (old + [e_t])[-3:]
+        cond = Conditioning(context)
+        ours = SAMPLERS["PLMS"].function(lambda x, s: setup["denoiser"](x, s, cond), unit * (1 + sigmas[0] ** 2) ** 0.5,
+                                         sigmas)
+        assert close(ours / (1 + sigmas[-1] ** 2) ** 0.5, x) <= 1e-4, n

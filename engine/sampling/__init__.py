@@ -15,6 +15,7 @@ from . import k_samplers
 from .consistency import sample_consistency, sample_lcm
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpm_adaptive, sample_dpm_fast
+from .restart_plms import sample_plms, sample_restart
 from .denoiser import Conditioning, Denoiser
 from .noise import BrownianNoise, ImageNoise
 from .schedules import SCHEDULES, DiscreteSchedule, align_your_steps, ddim_uniform
@@ -58,7 +59,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
                           second_order=True, discard_penultimate=True),
     "DPM fast": SamplerSpec(sample_dpm_fast, noise="ancestral", options=("eta", "s_noise")),
     "DPM adaptive": SamplerSpec(sample_dpm_adaptive, noise="ancestral", options=("eta", "s_noise")),
+    "Restart": SamplerSpec(sample_restart, "Karras", "ancestral", options=("s_noise",), second_order=True),
     "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
+    "PLMS": SamplerSpec(sample_plms, "DDIM", unit_start=True),
     "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
     "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),
     "Consistency": SamplerSpec(sample_consistency, "LCM", "ancestral", unit_start=True, options=("sigma_min",),
@@ -82,7 +85,7 @@ def make_sigmas(sampler: str, schedule: str, steps: int, model_schedule: Discret
     """Descending sigmas for this sampler and schedule (steps + 1 values; KL Optimal ends at sigma_min, as
     A1111's does). `family` ("sd" or "sdxl") picks the Align Your Steps grid."""
     name = resolve_schedule(sampler, schedule)
-    if name == "DDIM" and sampler == "DDIM":   # DDIM's own grid stops at alpha_bar_0, as CompVis and diffusers do
+    if name == "DDIM" and sampler in ("DDIM", "PLMS"):   # their own grid stops at alpha_bar_0, as CompVis does
         return ddim_uniform(steps, model_schedule, final_sigma=model_schedule.sigma_min)
     if SAMPLERS[sampler].discard_penultimate:       # A1111: one more sigma, and the last but one dropped
         sigmas = _schedule(name, steps + 1, model_schedule, family)
