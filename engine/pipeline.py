@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, torch.Tensor], None]   # (steps done, steps in the job, current x_0 estimate)
 REFINER_SCORE, REFINER_NEGATIVE_SCORE = 6.0, 2.5       # A1111: sdxl_refiner_high_ and _low_aesthetic_score
+CFGPP_SCALE = 12.5                                     # A1111's CFG++ maps CFG 0-12.5 onto guidance 0-1
 
 
 def family_of(config) -> str:
@@ -228,7 +229,7 @@ class Pipeline:
     def encode_prompts(self, req: GenerationRequest, prompt: str) -> PromptPlan:
         """The prompt's AND parts and edits, and the negative prompt (none when CFG is off), through this
         model's text towers, scheduled over the run's model calls as A1111 counts them."""
-        two_pass_cfg = req.cfg_scale != 1 and not self.guidance_embedded
+        two_pass_cfg = (req.cfg_scale != 1 or SAMPLERS[req.sampler].cfg_pp) and not self.guidance_embedded
         return plan_prompts(lambda text: self.prompts.encode(text, req.clip_skip), prompt, req.negative_prompt,
                             SAMPLERS[req.sampler].model_calls(req.steps), two_pass_cfg, req.first_pass_steps)
 
@@ -309,6 +310,8 @@ class Pipeline:
                                 self.schedule)
         last, calls = {}, [0]
         cfg = 1.0 if self.guidance_embedded else req.cfg_scale   # a guidance embedding carries the scale itself
+        if spec.cfg_pp:
+            cfg /= CFGPP_SCALE
 
         def model(x, sigma):
             if should_stop is not None and should_stop():
@@ -319,12 +322,13 @@ class Pipeline:
             if handover is not None and handover.due(sigma):
                 c = handover.conditioning if refiner_text.fixed else refiner._conditioning(
                     req, refiner_text, None, None, n, call)
-                denoised = handover.denoiser(x, sigma, c, cfg)
+                denoised = handover.denoiser(x, sigma, c, cfg, spec.cfg_pp)
             else:
                 c = conditioning if text.fixed else self._conditioning(req, text, concat, control, n, call)
-                denoised = denoiser(x, sigma, c, cfg)
-            if keep is not None:
-                denoised = init * keep + denoised * (1 - keep)
+                denoised = denoiser(x, sigma, c, cfg, spec.cfg_pp)
+            if keep is not None:     # inpainting: outside the mask the original, for each estimate
+                blend = lambda d: init * keep + d * (1 - keep)   # noqa: E731
+                denoised = tuple(map(blend, denoised)) if spec.cfg_pp else blend(denoised)
             return denoised
 
         def callback(i, x, denoised):

@@ -352,3 +352,23 @@ def test_plms_matches_compvis_written_in_ddpm_form(setup):
         ours = SAMPLERS["PLMS"].function(lambda x, s: setup["denoiser"](x, s, cond), unit * (1 + sigmas[0] ** 2) ** 0.5,
                                          sigmas)
         assert close(ours / (1 + sigmas[-1] ** 2) ** 0.5, x) <= 1e-4, n
+
+
+def test_ddim_cfgpp_matches_a1111s_formula_in_ddpm_form(setup):
+    """A1111's ddim_cfgpp: x0 from the CFG-combined eps at scale / 12.5, renoised with the unconditional eps."""
+    schedule, unet = setup["schedule"], setup["ref_unet"]
+    cond, uncond = setup["context"][:1], setup["context"][1:]
+    a, n, scale = schedule.alphas_cumprod.float(), 6, 7.0
+    timesteps = list(range(1, 1000, 1000 // n))[:n][::-1]       # DDIM's uniform grid, n steps
+    unit = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    x = unit.clone()
+    for i, t in enumerate(timesteps):
+        a_t, a_prev = a[t], a[timesteps[i + 1]] if i + 1 < n else a[0]
+        e_c, e_u = (unet(x, torch.tensor([float(t)]), c).sample for c in (cond, uncond))
+        e = e_u + scale / 12.5 * (e_c - e_u)
+        x = a_prev.sqrt() * (x - (1 - a_t).sqrt() * e) / a_t.sqrt() + (1 - a_prev).sqrt() * e_u
+    sigmas = make_sigmas("DDIM CFG++", "Automatic", n, schedule)
+    c = Conditioning(cond, uncond)
+    ours = SAMPLERS["DDIM CFG++"].function(lambda x, s: setup["denoiser"](x, s, c, scale / 12.5, True),
+                                           unit * (1 + sigmas[0] ** 2) ** 0.5, sigmas)
+    assert close(ours / (1 + sigmas[-1] ** 2) ** 0.5, x) <= 1e-4

@@ -13,7 +13,7 @@ import torch
 
 from . import k_samplers
 from .consistency import sample_consistency, sample_lcm
-from .ddim import sample_ddim
+from .ddim import sample_ddim, sample_ddim_cfgpp
 from .dpm_solver import sample_dpm_adaptive, sample_dpm_fast
 from .restart_plms import sample_plms, sample_restart
 from .denoiser import Conditioning, Denoiser
@@ -33,6 +33,7 @@ class SamplerSpec:
     boundary: str | None = None         # "lcm": the denoiser applies LCM's c_skip / c_out
     second_order: bool = False          # two model calls a step (A1111 counts 2 steps - 1 for prompt editing)
     discard_penultimate: bool = False   # A1111's discard_next_to_last_sigma: steps + 1 sigmas, the last but one dropped
+    cfg_pp: bool = False                # CFG++: the model gives (guided at CFG / 12.5, unconditional) estimates
 
     def model_calls(self, steps: int) -> int:
         """A1111's total_steps: the model calls a run of `steps` makes, which prompt editing counts in."""
@@ -61,6 +62,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "DPM adaptive": SamplerSpec(sample_dpm_adaptive, noise="ancestral", options=("eta", "s_noise")),
     "Restart": SamplerSpec(sample_restart, "Karras", "ancestral", options=("s_noise",), second_order=True),
     "DDIM": SamplerSpec(sample_ddim, "DDIM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.0}),
+    "DDIM CFG++": SamplerSpec(sample_ddim_cfgpp, "DDIM", unit_start=True, cfg_pp=True),
     "PLMS": SamplerSpec(sample_plms, "DDIM", unit_start=True),
     "UniPC": SamplerSpec(sample_unipc, unit_start=True, options=("order", "variant")),
     "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),
@@ -85,7 +87,7 @@ def make_sigmas(sampler: str, schedule: str, steps: int, model_schedule: Discret
     """Descending sigmas for this sampler and schedule (steps + 1 values; KL Optimal ends at sigma_min, as
     A1111's does). `family` ("sd" or "sdxl") picks the Align Your Steps grid."""
     name = resolve_schedule(sampler, schedule)
-    if name == "DDIM" and sampler in ("DDIM", "PLMS"):   # their own grid stops at alpha_bar_0, as CompVis does
+    if name == "DDIM" and sampler in ("DDIM", "DDIM CFG++", "PLMS"):   # their own grid stops at alpha_bar_0
         return ddim_uniform(steps, model_schedule, final_sigma=model_schedule.sigma_min)
     if SAMPLERS[sampler].discard_penultimate:       # A1111: one more sigma, and the last but one dropped
         sigmas = _schedule(name, steps + 1, model_schedule, family)

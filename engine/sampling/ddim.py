@@ -23,3 +23,17 @@ def sample_ddim(model, x, sigmas, noise=None, callback=None, eta=0.0, **_):
         else:
             x = denoised + sigma_next * eps
     return x
+
+
+@torch.no_grad()
+def sample_ddim_cfgpp(model, x, sigmas, callback=None, **_):
+    """DDIM CFG++ (Chung et al. 2024): the guided x_0 (CFG scale / 12.5, as A1111 maps it) renoised along the
+    negative prompt's own noise direction: x_next = x_0^w + sigma_next (x - x_0^uncond) / sigma. `model`
+    returns the pair (guided, unconditional) estimates."""
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised, uncond = model(x, sigma)
+        if callback is not None:
+            callback(i, x, denoised)
+        x = denoised + sigma_next * (x - uncond) / sigma
+    return x

@@ -83,21 +83,25 @@ class Denoiser:
         return c_skip * x + c_out * out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, conditioning: Conditioning,
-                 cfg_scale: float = 1.0) -> torch.Tensor:
-        """x_0 estimate for a batch x (B, C, H, W) at noise level sigma (scalar or (B,))."""
+                 cfg_scale: float = 1.0, with_uncond: bool = False):
+        """x_0 estimate for a batch x (B, C, H, W) at noise level sigma (scalar or (B,)); `with_uncond`: the pair
+        (guided estimate, the negative prompt's own estimate), which CFG++ renoises with."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
-        denoised = self.guided(x, sigma, conditioning, cfg_scale)
+        denoised, uncond = self.guided(x, sigma, conditioning, cfg_scale)
+        if with_uncond:
+            return denoised, (uncond if uncond is not None else denoised)
         if self.boundary == "lcm":
             c_skip, c_out = lcm_boundary(self.schedule.sigma_to_t(sigma)[:, None, None, None])
             return c_skip * x / (sigma[:, None, None, None] ** 2 + 1) ** 0.5 + c_out * denoised
         return denoised
 
-    def guided(self, x: torch.Tensor, sigma: torch.Tensor, c: Conditioning, cfg_scale: float) -> torch.Tensor:
+    def guided(self, x: torch.Tensor, sigma: torch.Tensor, c: Conditioning, cfg_scale: float):
+        """(guided x_0 estimate, the negative prompt's estimate or None when no unconditional pass ran)."""
         ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
         if c.parts is not None:
             return self.composed(x, sigma, c, cfg_scale, ones, zeros)
         if c.uncond is None or cfg_scale == 1.0:
-            return self.model_output(x, sigma, c.cond, c, ones, c.added(True))
+            return self.model_output(x, sigma, c.cond, c, ones, c.added(True)), None
         if c.cond.shape[1] == c.uncond.shape[1]:
             cond, uncond = c.added(True), c.added(False)
             added = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
@@ -107,9 +111,9 @@ class Denoiser:
         else:   # prompts of different chunk counts: two passes, as A1111 does by default
             d_cond = self.model_output(x, sigma, c.cond, c, ones, c.added(True))
             d_uncond = self.model_output(x, sigma, c.uncond, c, zeros, c.added(False))
-        return d_uncond + cfg_scale * (d_cond - d_uncond)
+        return d_uncond + cfg_scale * (d_cond - d_uncond), d_uncond
 
-    def composed(self, x, sigma, c: Conditioning, cfg_scale: float, ones, zeros) -> torch.Tensor:
+    def composed(self, x, sigma, c: Conditioning, cfg_scale: float, ones, zeros):
         """Composable diffusion (Liu et al. 2022, Eq. 10), as A1111 combines it: D = D_u + w sum_j a_j (D_j - D_u)
         over the prompt's AND parts j with weights a_j, one pass each."""
         d_uncond = self.model_output(x, sigma, c.uncond, c, zeros, c.added(False))
@@ -117,7 +121,7 @@ class Denoiser:
         for context, pooled, weight in c.parts:
             added = {} if pooled is None else {"text_embeds": pooled, "time_ids": c.time_ids}
             out += (self.model_output(x, sigma, context, c, ones, added) - d_uncond) * (weight * cfg_scale)
-        return out
+        return out, d_uncond
 
     @staticmethod
     def _doubled(c: Conditioning) -> Conditioning:
