@@ -37,6 +37,7 @@ def generation_infotext(pipe, req: GenerationRequest, seed: int, subseed: int, s
         "Variation seed strength": req.subseed_strength or None,
         "Denoising strength": req.denoising_strength if req.is_img2img else None,
         "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
+        "ENSD": req.eta_noise_seed_delta if req.eta_noise_seed_delta and spec.noise == "ancestral" else None,
         "Tiling": True if req.tiling else None,
         "Noise Schedule": "Zero Terminal SNR" if pipe.schedule.zero_terminal_snr else None,
         **(source.infotext if source is not None else {}),

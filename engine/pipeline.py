@@ -267,7 +267,7 @@ class Pipeline:
         spec = SAMPLERS[req.sampler]
         down = self.vae.config.downscale
         latent_shape = (self.unet.config.out_channels, req.height // down, req.width // down)
-        noise = ImageNoise(latent_shape, seeds, subseeds, req.subseed_strength, device)
+        noise = ImageNoise(latent_shape, seeds, subseeds, req.subseed_strength, device, req.eta_noise_seed_delta)
         x = noise.initial()
         sigmas = make_sigmas(req.sampler, req.schedule, req.steps, self.schedule,
                              "sdxl" if self.unet.config.is_sdxl else "sd").to(device)

@@ -40,6 +40,7 @@ class GenerationRequest:
     tiling: bool = False                # seamless: the picture wraps around at its edges (engine.tiling)
     eta: float | None = None            # None: the sampler's default (1 for ancestral/SDE, 0 for DDIM)
     s_noise: float = 1.0
+    eta_noise_seed_delta: int = 0       # A1111's ENSD: ancestral noise from seed + this (engine.sampling.noise)
     # img2img / inpaint
     init_image: Image.Image | None = None
     init_latent: torch.Tensor | None = None     # (1, C, H/8, W/8) scaled latent to start from instead (latent upscale)
@@ -104,6 +105,8 @@ class GenerationRequest:
                 f"only-masked padding must be between 0 and {MAX_MASKED_PADDING} pixels, not {self.masked_padding}")
         require(self.eta is None or 0 <= self.eta <= 1, f"eta must be between 0 and 1, not {self.eta}")
         require(0 <= self.s_noise <= 1.1, f"sigma noise (s_noise) must be between 0 and 1.1, not {self.s_noise}")
+        require(0 <= self.eta_noise_seed_delta < 2 ** 32,
+                f"eta noise seed delta must be from 0 to 2^32 - 1, not {self.eta_noise_seed_delta}")
         require(0 <= self.refiner_switch_at <= 1,
                 f"the refiner's switch point must be a fraction from 0 to 1, not {self.refiner_switch_at}")
         require(self.mask is None or self.init_image is not None, "a mask needs an init image to inpaint")

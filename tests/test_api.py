@@ -155,8 +155,7 @@ def test_styles_from_styles_csv_are_applied_and_listed(app):
 def test_options_clients_set_are_kept_and_the_samples_format_is_used(app):
     answer = call(app, "/sdapi/v1/options", {"send_seed": False, "eta_noise_seed_delta": 31337,
                                              "samples_format": "jpg"})[1]
-    assert answer["warnings"] == ["send_seed: stored and answered back; this app does not act on it",
-                                  "eta_noise_seed_delta: stored and answered back; this app does not act on it"]
+    assert answer["warnings"] == ["send_seed: stored and answered back; this app does not act on it"]
     options = call(app, "/sdapi/v1/options")[1]
     assert (options["send_seed"], options["eta_noise_seed_delta"], options["samples_format"]) == (False, 31337, "jpg")
     try:
@@ -166,8 +165,11 @@ def test_options_clients_set_are_kept_and_the_samples_format_is_used(app):
         assert len(new) == 1
         from ui.png_info import read_parameters
         assert read_parameters(str(new.pop())).startswith("a jpeg ring\nSteps: 2")
+        ensd = json.loads(call(app, "/sdapi/v1/txt2img", {"prompt": "a ring", "steps": 3, "seed": 8,
+                                                          "sampler_name": "Euler a"})[1]["info"])["infotexts"][0]
+        assert "ENSD: 31337" in ensd
     finally:
-        call(app, "/sdapi/v1/options", {"samples_format": "png"})
+        call(app, "/sdapi/v1/options", {"samples_format": "png", "eta_noise_seed_delta": 0})
     assert call(app, "/sdapi/v1/options", {"samples_format": "gif"})[0] == 422
     assert call(app, "/sdapi/v1/hypernetworks")[1] == [] and call(app, "/sdapi/v1/face-restorers")[1] == []
     assert call(app, "/sdapi/v1/scripts")[1] == {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot", "sd upscale"]}

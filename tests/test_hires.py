@@ -104,3 +104,20 @@ def test_upscale_repeats_its_step_until_big_enough_then_lanczos_to_the_size():
     assert resize_with(picture, 50, 30, "None").size == (50, 30)
     with pytest.raises(UnknownUpscalerError):
         resize_with(picture, 50, 30, "ESRGAN_4x")
+
+
+def test_controlnet_maps_are_fitted_to_the_second_pass(pipe, monkeypatch):
+    import torch
+
+    from engine import control
+    from engine.control import ControlUnit
+    from engine.models.controlnet import ControlNetConfig, ControlNetModel
+    from tests.reference import TINY_UNET
+    torch.manual_seed(0)
+    net = ControlNetModel(ControlNetConfig.from_dict({**TINY_UNET, "conditioning_embedding_out_channels": [16, 32]}))
+    sizes, original = [], control.control_hint
+    monkeypatch.setattr(control, "control_hint", lambda image, w, h, mode: sizes.append((w, h)) or original(
+        image, w, h, mode))
+    unit = ControlUnit(net, Image.new("RGB", (64, 64), "white"))
+    run = pipe.generate(request(control_units=[unit], hires=HiresFix(scale=1.5, steps=2)))
+    assert run.images[0].size == (96, 96) and sizes == [(64, 64), (96, 96)]

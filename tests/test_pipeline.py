@@ -278,3 +278,17 @@ def test_controlnet_with_inpainting_changes_only_the_masked_part(pipe):
     ours = arrays(controlled)[0]
     assert np.array_equal(ours[:, :32], plain[:, :32])            # outside the mask: the original pixels
     assert np.abs(ours[:, 32:] - plain[:, 32:]).max() > 10        # inside: the control map had its say
+
+
+def test_eta_noise_seed_delta_changes_only_the_ancestral_draws(pipe):
+    plain = pipe.generate(request(sampler="Euler a"))
+    shifted = pipe.generate(request(sampler="Euler a", eta_noise_seed_delta=31337))
+    assert np.abs(arrays(plain)[0] - arrays(shifted)[0]).max() > 5
+    assert "ENSD: 31337" in shifted.infotexts[0] and "ENSD" not in plain.infotexts[0]
+    euler = [pipe.generate(request(sampler="Euler", eta_noise_seed_delta=d)) for d in (0, 31337)]
+    assert np.array_equal(arrays(euler[0])[0], arrays(euler[1])[0])          # no ancestral noise: the same
+    from engine.sampling import ImageNoise
+    noise = ImageNoise((4, 8, 8), [5], seed_delta=7)
+    first = noise.initial()
+    assert torch.equal(first[0], torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(5))[0])
+    assert torch.equal(noise()[0], torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(12)))

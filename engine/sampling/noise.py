@@ -27,12 +27,15 @@ class ImageNoise:
     """Per-image seeded noise: `initial()` once, then `__call__(sigma, sigma_next)` for ancestral steps."""
 
     def __init__(self, shape: tuple[int, int, int], seeds: list[int], subseeds: list[int] | None = None,
-                 subseed_strength: float = 0.0, device: torch.device | str = "cpu"):
+                 subseed_strength: float = 0.0, device: torch.device | str = "cpu", seed_delta: int = 0):
+        """`seed_delta`: A1111's eta noise seed delta (ENSD): after the initial noise, the ancestral draws come
+        from generators seeded with seed + delta."""
         self.shape = tuple(shape)
         self.seeds = list(seeds)
         self.subseeds = subseeds
         self.subseed_strength = subseed_strength
         self.device = torch.device(device)
+        self.seed_delta = int(seed_delta)
         self.generators = [torch.Generator("cpu").manual_seed(int(s)) for s in self.seeds]
 
     def initial(self) -> torch.Tensor:
@@ -43,6 +46,8 @@ class ImageNoise:
                 sub = torch.randn((1, *self.shape), generator=torch.Generator("cpu").manual_seed(int(self.subseeds[i])))[0]
                 x = slerp(self.subseed_strength, x, sub)
             xs.append(x)
+        if self.seed_delta:
+            self.generators = [torch.Generator("cpu").manual_seed(int(s) + self.seed_delta) for s in self.seeds]
         return torch.stack(xs).to(self.device)
 
     def __call__(self, sigma=None, sigma_next=None) -> torch.Tensor:

@@ -33,6 +33,7 @@ def current_options(studio: Studio, shown: ShownPaths) -> dict:
 
 
 SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_save", "samples_format")
+ACTED_ON_AS_STORED = ("eta_noise_seed_delta",)     # kept with the others, read by each generation
 MAX_STORED_OPTIONS, MAX_OPTION_CHARS = 500, 10_000
 
 
@@ -78,4 +79,4 @@ def apply_options(studio: Studio, options: dict) -> list[str]:
         raise PayloadError(f"at most {MAX_STORED_OPTIONS} options are kept")
     s.api_options.update(others)                # stored and answered back, as A1111 keeps every option
     studio.save_settings()
-    return list(others)
+    return [key for key in others if key not in ACTED_ON_AS_STORED]

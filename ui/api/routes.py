@@ -66,6 +66,10 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         pipe = state.pipeline_for(checkpoint)
         request = to_request(payload, pipe.native_size, int(overrides.get("CLIP_stop_at_last_layers",
                                                                           studio.settings.clip_skip)))
+        ensd = overrides.get("eta_noise_seed_delta", studio.settings.api_options.get("eta_noise_seed_delta", 0))
+        if isinstance(ensd, bool) or not isinstance(ensd, (int, float, str)) or not str(ensd).strip().isdigit():
+            raise PayloadError(f"eta_noise_seed_delta: a whole number from 0, not {ensd!r}")
+        request.eta_noise_seed_delta = int(str(ensd).strip())
         chosen, unknown_styles = studio.styles.chosen(list(payload.styles or []))
         request.prompt, request.negative_prompt = apply_styles(request.prompt, request.negative_prompt, chosen)
         if request.hires is not None and (request.hires.prompt or request.hires.negative_prompt):
