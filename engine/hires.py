@@ -118,8 +118,7 @@ def generate_hires(pipe, req, progress=None, should_stop=None, should_skip=None,
     fields = {**hr.infotext(req), **req.extra_infotext}
     first_req = dataclasses.replace(req, hires=None, extra_infotext=fields)
     probe = hr.second_pass(req, width, height, 0, 0, {"init_latent": torch.zeros(1)})   # img2img, to count steps
-    first_steps = pipe.steps_run(first_req) * req.batch_count
-    total = first_steps + second.steps_run(probe) * req.batch_size * req.batch_count
+    first_steps, total = pipe.steps_run(first_req) * req.batch_count, pipe.job_steps(req)
     offset = [0]
 
     def shifted(done, _, denoised):

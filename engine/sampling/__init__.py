@@ -6,6 +6,7 @@ Brownian tree. `unit_start` samplers (DDIM, UniPC) start from unit-variance DDPM
 A1111's timestep samplers and diffusers do; the others from noise * sigma_max, as k-diffusion does.
 `boundary` names the consistency-function scalings the denoiser wraps the model in (LCM, Consistency).
 """
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,8 +52,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
                              second_order=True),
     "DPM++ 2S a": SamplerSpec(k_samplers.sample_dpmpp_2s_ancestral, "Karras", "ancestral", options=("eta", "s_noise"),
                               second_order=True),
-    "DPM++ 2M SDE Heun": SamplerSpec(k_samplers.sample_dpmpp_2m_sde_heun, "Exponential", "brownian",
-                                     options=("eta", "s_noise")),
+    "DPM++ 2M SDE Heun": SamplerSpec(functools.partial(k_samplers.sample_dpmpp_2m_sde, solver_type="heun"),
+                                     "Exponential", "brownian", options=("eta", "s_noise")),
     "DPM++ 3M SDE": SamplerSpec(k_samplers.sample_dpmpp_3m_sde, "Exponential", "brownian", options=("eta", "s_noise"),
                                 discard_penultimate=True),
     "DPM2": SamplerSpec(k_samplers.sample_dpm_2, "Karras", second_order=True, discard_penultimate=True),

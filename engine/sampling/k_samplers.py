@@ -121,8 +121,9 @@ def sample_dpmpp_2m(model, x, sigmas, callback=None, **_):
 
 
 @torch.no_grad()
-def sample_dpmpp_2m_sde(model, x, sigmas, noise, callback=None, eta=1.0, s_noise=1.0, **_):
-    """DPM-Solver++(2M) SDE, midpoint variant: the multistep solver with noise injected each step."""
+def sample_dpmpp_2m_sde(model, x, sigmas, noise, callback=None, eta=1.0, s_noise=1.0, solver_type="midpoint", **_):
+    """DPM-Solver++(2M) SDE: the multistep solver with noise injected each step; the second-order correction
+    is the midpoint one or (`solver_type="heun"`, A1111's "DPM++ 2M SDE Heun") the Heun-type one."""
     old_denoised, h_last = None, None
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
@@ -136,7 +137,9 @@ def sample_dpmpp_2m_sde(model, x, sigmas, noise, callback=None, eta=1.0, s_noise
             x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
             if old_denoised is not None:
                 r = h_last / h
-                x = x + 0.5 * (-h - eta_h).expm1().neg() * (1 / r) * (denoised - old_denoised)
+                decay = (-h - eta_h).expm1().neg()
+                weight = decay / (-h - eta_h) + 1 if solver_type == "heun" else 0.5 * decay
+                x = x + weight * (1 / r) * (denoised - old_denoised)
             if eta:
                 x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
             h_last = h
@@ -257,25 +260,3 @@ def sample_dpmpp_3m_sde(model, x, sigmas, noise, callback=None, eta=1.0, s_noise
         h_1, h_2 = h, h_1
     return x
 
-
-@torch.no_grad()
-def sample_dpmpp_2m_sde_heun(model, x, sigmas, noise, callback=None, eta=1.0, s_noise=1.0, **_):
-    """DPM-Solver++(2M) SDE with the Heun-type correction term (k-diffusion's solver_type="heun")."""
-    old_denoised, h_last = None, None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i])
-        _notify(callback, i, x, denoised)
-        if sigmas[i + 1] == 0:
-            x = denoised
-        else:
-            h = _t(sigmas[i + 1]) - _t(sigmas[i])
-            eta_h = eta * h
-            x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
-            if old_denoised is not None:
-                r = h_last / h
-                x = x + ((-h - eta_h).expm1().neg() / (-h - eta_h) + 1) * (1 / r) * (denoised - old_denoised)
-            if eta:
-                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
-            h_last = h
-        old_denoised = denoised
-    return x

@@ -9,12 +9,7 @@ coefficients), the first step being a pseudo improved Euler step; written over s
 import torch
 
 from .k_samplers import to_d
-
-
-def _karras(n: int, low: float, high: float, rho: float = 7.0) -> torch.Tensor:
-    ramp = torch.linspace(0, 1, n)
-    sigmas = (high ** (1 / rho) + ramp * (low ** (1 / rho) - high ** (1 / rho))) ** rho
-    return torch.cat([sigmas, torch.zeros(1)])
+from .schedules import karras_between
 
 
 def restart_steps(sigmas: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -23,7 +18,7 @@ def restart_steps(sigmas: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor
     restarts = {}
     if steps >= 20:
         restart_n, times = (steps // 4, 2) if steps >= 36 else (9, 1)
-        sigmas = _karras(steps - restart_n * times, sigmas[-2].item(), sigmas[0].item()).to(sigmas.device)
+        sigmas = karras_between(steps - restart_n * times, sigmas[-2].item(), sigmas[0].item()).to(sigmas.device)
         restarts = {int(torch.argmin((sigmas - 0.1).abs())): (restart_n + 1, times, 2.0)}
     pairs = []
     for i in range(len(sigmas) - 1):
@@ -32,7 +27,7 @@ def restart_steps(sigmas: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor
             n, times, top = restarts[i + 1]
             high = int(torch.argmin((sigmas - top).abs()))
             if high < i + 1:
-                again = _karras(n, sigmas[i + 1].item(), sigmas[high].item()).to(sigmas.device)[:-1]
+                again = karras_between(n, sigmas[i + 1].item(), sigmas[high].item()).to(sigmas.device)[:-1]
                 pairs += list(zip(again[:-1], again[1:])) * times
     return pairs
 

@@ -90,9 +90,14 @@ def simple(n: int, schedule: DiscreteSchedule) -> torch.Tensor:
 
 
 def karras(n: int, schedule: DiscreteSchedule, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. 2022, Eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho."""
+    """Karras et al. 2022, Eq. 5, between the model's sigma_min and sigma_max."""
+    return karras_between(n, schedule.sigma_min, schedule.sigma_max, rho)
+
+
+def karras_between(n: int, low: float, high: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, Eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho, then 0."""
     ramp = torch.linspace(0, 1, n)
-    min_inv, max_inv = schedule.sigma_min ** (1 / rho), schedule.sigma_max ** (1 / rho)
+    min_inv, max_inv = low ** (1 / rho), high ** (1 / rho)
     return _with_zero((max_inv + ramp * (min_inv - max_inv)) ** rho)
 
 
