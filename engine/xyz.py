@@ -261,14 +261,27 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _wrapped(text: str, width: float, font, draw) -> list[str]:
+    """The label in lines no wider than `width` (words kept whole), as A1111's grid legend wraps them."""
+    lines = []
+    for word in text.split(" "):
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def grid_image(pictures: list[Image.Image], columns: int, rows: int, x_labels: list[str], y_labels: list[str],
                margin: int = 0) -> Image.Image:
-    """The pictures (row by row) in a grid, column labels above and row labels on the left, as A1111 draws."""
+    """The pictures (row by row) in a grid, column labels above (wrapped to the column's width) and row
+    labels on the left, as A1111 draws them."""
     w, h = max(p.width for p in pictures), max(p.height for p in pictures)
     size = max(10, min(48, w // 8))
     font = _font(size)
-    label_h = (size + 8) * (1 if any(x_labels) else 0)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    x_lines = [_wrapped(t, w - 4, font, probe) for t in x_labels[:columns]]
+    label_h = (size + 4) * max(len(lines) for lines in x_lines) + 8 if any(x_labels) else 0
     label_w = max([int(probe.textlength(t, font=font)) + 16 for t in y_labels if t] or [0])
     out = Image.new("RGB", (label_w + columns * w + (columns - 1) * margin, label_h + rows * h + (rows - 1) * margin),
                     "white")
@@ -276,9 +289,10 @@ def grid_image(pictures: list[Image.Image], columns: int, rows: int, x_labels: l
     for i, picture in enumerate(pictures):
         row, column = divmod(i, columns)
         out.paste(picture.convert("RGB"), (label_w + column * (w + margin), label_h + row * (h + margin)))
-    for column, text in enumerate(x_labels[:columns]):
-        left = label_w + column * (w + margin) + (w - probe.textlength(text, font=font)) / 2
-        draw.text((left, 4), text, fill="black", font=font)
+    for column, lines in enumerate(x_lines):
+        for k, line in enumerate(lines):
+            left = label_w + column * (w + margin) + (w - probe.textlength(line, font=font)) / 2
+            draw.text((left, 4 + k * (size + 4)), line, fill="black", font=font)
     for row, text in enumerate(y_labels[:rows]):
         draw.text((8, label_h + row * (h + margin) + (h - size) / 2), text, fill="black", font=font)
     return out
