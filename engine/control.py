@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from . import images
+from .control_map import fit_map
 from .models.controlnet import ControlNetModel
 
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
@@ -59,9 +60,10 @@ class ControlUnit:
 
 
 def control_hint(image: Image.Image, width: int, height: int, resize_mode: str) -> torch.Tensor:
-    """The control map as the ControlNet reads it: RGB in [0, 1], (1, 3, height, width)."""
-    picture = images.resize_image(resize_mode, images.flatten(image), width, height)
-    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    """The control map as the ControlNet reads it: RGB in [0, 1], (1, 3, height, width), fitted to the picture
+    as A1111's extension fits it (engine.control_map)."""
+    picture = fit_map(np.asarray(images.flatten(image).convert("RGB")), width, height, resize_mode)
+    return torch.from_numpy(picture.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
 class Control:
