@@ -48,8 +48,18 @@ BACKGROUND_WORDS = ["background", "backdrop"]
 class Shape:
     kind: str
     color: str
-    size: str
-    position: str
+    size: str                    # the nearest size word (a free shape's radius may lie between them)
+    position: str                # the nearest position name
+    centre: tuple | None = None  # a free shape's own centre (fractions of the image) ...
+    radius: float | None = None  # ... and radius (fraction of the side), instead of the named grid
+
+    @property
+    def xy(self) -> tuple:
+        return self.centre or POSITIONS[self.position]
+
+    @property
+    def r(self) -> float:
+        return self.radius or SIZES[self.size]
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,25 @@ def random_scene(rng: random.Random, max_shapes: int = 3) -> Scene:
         color = rng.choice([c for c in COLORS if c != background])
         size = rng.choice(list(SIZES)) if count == 1 else rng.choice(["small", "medium"])
         shapes.append(Shape(rng.choice(SHAPES), color, size, position))
+    return Scene(background, tuple(shapes))
+
+
+def nearest(table: dict, value):
+    """The name in `table` whose value lies nearest `value` (a number or a point)."""
+    return min(table, key=lambda name: float(np.sum((np.asarray(table[name]) - np.asarray(value)) ** 2)))
+
+
+def free_scene(rng: random.Random, max_shapes: int = 3) -> Scene:
+    """Shapes of any size at any place, which no caption names exactly: the map must say where and how big."""
+    background = rng.choice(list(COLORS))
+    count = rng.choices(range(1, max_shapes + 1), weights=[5, 3, 2][:max_shapes])[0]
+    shapes = []
+    for _ in range(count):
+        radius = rng.uniform(0.07, 0.34 if count == 1 else 0.22)
+        centre = (rng.uniform(radius * 0.8, 1 - radius * 0.8), rng.uniform(radius * 0.8, 1 - radius * 0.8))
+        color = rng.choice([c for c in COLORS if c != background])
+        shapes.append(Shape(rng.choice(SHAPES), color, nearest(SIZES, radius), nearest(POSITIONS, centre),
+                            centre, radius))
     return Scene(background, tuple(shapes))
 
 
@@ -96,10 +125,28 @@ def caption(scene: Scene, rng: random.Random) -> str:
     return rng.choice(templates)()
 
 
+COLOUR_ONLY_THINGS = ["something {c}", "a {c} thing", "a {c} shape", "{c}", "a {c} object", "{c} shapes"]
+
+
+def colour_caption(scene: Scene, rng: random.Random, shapes_named: bool = False) -> str:
+    """The colours only (or, with `shapes_named`, colours and shapes), never a place or a size: a caption
+    the control map has to complete, as a user's prompt does when the sketch says where things are."""
+    if shapes_named:
+        things = [_article(f"{s.color} {rng.choice(SHAPE_WORDS[s.kind])}") for s in scene.shapes]
+    else:
+        colours = list(dict.fromkeys(s.color for s in scene.shapes))
+        things = [rng.choice(COLOUR_ONLY_THINGS).format(c=" and ".join(colours))]
+    rng.shuffle(things)
+    listed = things[0] if len(things) == 1 else ", ".join(things[:-1]) + " and " + things[-1]
+    background = f"{scene.background} {rng.choice(BACKGROUND_WORDS)}"
+    return rng.choice([f"{listed} on {_article(background)}", f"{listed}, {background}",
+                       f"{background}, {listed}", f"{listed} on {scene.background}"])
+
+
 def _outline(shape: Shape, scale: int) -> tuple[str, list]:
     """('ellipse' | 'polygon' | 'ring', points) for drawing at `scale` x SIZE pixels."""
-    cx, cy = (v * SIZE * scale for v in POSITIONS[shape.position])
-    r = SIZES[shape.size] * SIZE * scale
+    cx, cy = (v * SIZE * scale for v in shape.xy)
+    r = shape.r * SIZE * scale
     if shape.kind in ("circle", "ring"):
         return ("ring" if shape.kind == "ring" else "ellipse"), [cx - r, cy - r, cx + r, cy + r]
     if shape.kind == "square":
@@ -136,10 +183,11 @@ def _paint(scene: Scene, colour_of, background, scale: int = 4) -> Image.Image:
     return image
 
 
-def render(scene: Scene) -> Image.Image:
-    """The RGB picture, 64x64."""
-    big = _paint(scene, lambda i, s: COLORS[s.color], COLORS[scene.background])
-    return big.resize((SIZE, SIZE), Image.LANCZOS)
+def render(scene: Scene, pixels: int = SIZE) -> Image.Image:
+    """The RGB picture, 64x64 (or `pixels` square: the same scene as a larger picture a user might upload)."""
+    scale = max(4, 2 * pixels // SIZE)
+    big = _paint(scene, lambda i, s: COLORS[s.color], COLORS[scene.background], scale)
+    return big.resize((pixels, pixels), Image.LANCZOS)
 
 
 def render_segmentation(scene: Scene) -> Image.Image:

@@ -1,17 +1,27 @@
-"""Stage 3: starter ControlNets for the starter model, trained on the scene generator's exact control maps.
+"""Stage 3: starter ControlNets for the starter model, trained on control maps of generated scenes.
 
     python -m training.train_controlnet --kind edges --steps 4000    # serves canny, lineart, scribble, softedge, mlsd
     python -m training.train_controlnet --kind seg --steps 4000      # ADE20K-coloured segmentation
     python -m training.train_controlnet --kind edges --export        # -> models/ControlNet/starter-edges/
 
 As Zhang et al. 2023: the ControlNet starts as a copy of the starter UNet's encoder with zero-initialised 1x1
-convolutions, the UNet and text encoder stay frozen, and the loss is the UNet's eps loss with the ControlNet's
-residuals added. Edge maps are randomly thickened (1-3 px) so drawn lines and canny maps of real pictures fit
-too. Latents and captions come from the UNet stage's cache. Deterministic and resumable from
-<runs>/controlnet-<kind>.pt.
+convolutions (or, with --init-from, as an exported ControlNet to continue), the UNet and text encoder stay
+frozen, and the loss is the UNet's eps loss with the ControlNet's residuals added.
+
+So that the map, not the caption, decides shape and place (the paper replaces half of the prompts with empty
+strings for this reason):
+- --empty-captions of the samples have no caption at all, --colour-captions name only the colours (never a
+  shape, size or place), --shape-captions name colours and shapes; the rest keep the full caption;
+- --free-scenes of the scenes have shapes of any size at any place (training.scenes.free_scene), which no
+  caption can name; their latents are encoded on the fly by the starter's frozen VAE;
+- edge maps come in the styles users make them (training.user_maps: canny of a larger photo at some processor
+  resolution, thick hand-drawn scribbles through "invert", lineart, soft edges, the exact 1-3 px boundaries),
+  fitted to 64 px exactly as the app fits a map (engine.control_map).
+Deterministic and resumable from <runs>/controlnet-<kind>.pt.
 """
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -20,34 +30,88 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.control_map import fit_map
+from engine.models import AutoencoderKL, VAEConfig
 from engine.models.controlnet import ControlNetConfig, ControlNetModel
 from engine.sampling import DiscreteSchedule
-from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint, save_checkpoint,
-                             setup_threads)
-from training.scenes import render_edges, render_segmentation, scene_for
+from engine.tokenizer import CLIPTokenizer
+from training.common import (RUNS, STARTER_DIR, TRAIN_SEEDS, UNET_CONFIG, VAE_CONFIG, load_checkpoint,
+                             save_checkpoint, setup_threads)
+from extensions.annotators import model_free
+from training.scenes import (SIZE, caption, colour_caption, free_scene, render, render_depth, render_segmentation,
+                             scene_for)
 from training.train_unet import make_models
+from training.user_maps import edge_map
 
-KINDS = {"edges": render_edges, "seg": render_segmentation}
+KINDS = ("edges", "seg", "depth", "normal", "shuffle")
 CONTROLNET_DIR = STARTER_DIR.parents[1] / "ControlNet"
 HINT_CHANNELS = [16, 32, 96]            # two stride-2 steps: the starter's latents are 1/4 of the picture
+EDGE_STYLE_WEIGHTS = {"exact": 2, "canny": 3, "scribble": 3, "lineart": 1, "softedge": 1}
+FREE_SEED_SALT = 0x5EED_F4EE
 
 
-def control_batch(kind: str, seeds, rng: np.random.Generator) -> torch.Tensor:
-    """(B, 3, 64, 64) control maps in [0, 1]; edge maps thickened by a random 1-3 px."""
-    maps = []
+def training_scene(seed: int, free_share: float):
+    """(scene, is_free, rng) for a training seed: a grid scene of the caption grammar or a free one."""
+    rng = random.Random(seed * 2654435761 % (1 << 61))
+    if rng.random() < free_share:
+        return free_scene(random.Random(seed ^ FREE_SEED_SALT)), True, rng
+    return scene_for(seed)[0], False, rng
+
+
+def training_caption(scene, free: bool, rng: random.Random, shares: tuple) -> str:
+    """Empty, colours only, colours and shapes, or the full caption (free scenes have no full caption)."""
+    empty, colours, shapes = shares
+    draw = rng.random()
+    if draw < empty:
+        return ""
+    if draw < empty + colours:
+        return colour_caption(scene, rng)
+    if draw < empty + colours + shapes or free:
+        return colour_caption(scene, rng, shapes_named=True)
+    return caption(scene, rng)
+
+
+def control_map(kind: str, scene, rng: random.Random) -> np.ndarray:
+    """The scene's map of this kind, made as a user would make it, fitted to the 64-px picture as the app does."""
+    if kind == "edges":
+        style = rng.choices(list(EDGE_STYLE_WEIGHTS), weights=list(EDGE_STYLE_WEIGHTS.values()))[0]
+        return fit_map(edge_map(style, scene, rng), SIZE, SIZE, "Crop and resize")
+    if kind == "seg":
+        return np.asarray(render_segmentation(scene))
+    resolution = rng.choice([64, 128, 256, 512])
+    if kind == "depth":                  # layer depth, white near
+        return np.asarray(render_depth(scene))
+    if kind == "normal":                 # the normal tab's default: depth_to_normal of a depth map, as A1111's
+        depth = cv2.resize(np.asarray(render_depth(scene)), (resolution, resolution), interpolation=cv2.INTER_NEAREST)
+        return fit_map(model_free.depth_to_normal(depth, resolution, 0.4), SIZE, SIZE, "Crop and resize")
+    if kind == "shuffle":                # A1111's content shuffle of the picture, a new flow every time
+        photo = np.asarray(render(scene, resolution))
+        return fit_map(model_free.shuffle(photo, resolution, seed=rng.randrange(1 << 30)), SIZE, SIZE, "Crop and resize")
+    raise ValueError(f"kind must be one of {KINDS}")
+
+
+def training_batch(kind: str, seeds, free_share: float, caption_shares: tuple) -> tuple:
+    """(pictures in [-1, 1], captions, maps in [0, 1]) for a list of training seeds."""
+    pictures, texts, maps = [], [], []
     for seed in seeds:
-        picture = np.asarray(KINDS[kind](scene_for(int(seed))[0]))
-        if kind == "edges":
-            width = int(rng.integers(1, 4))
-            if width > 1:
-                picture = cv2.dilate(picture, np.ones((width, width), np.uint8))
-        maps.append(picture)
-    return torch.from_numpy(np.stack(maps)).permute(0, 3, 1, 2).float() / 255.0
+        scene, free, rng = training_scene(int(seed), free_share)
+        pictures.append(np.asarray(render(scene), np.float32))
+        texts.append(training_caption(scene, free, rng, caption_shares))
+        maps.append(control_map(kind, scene, rng))
+    to_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+    return to_tensor(pictures) / 127.5 - 1.0, texts, to_tensor(maps) / 255.0
 
 
-def controlnet_from_unet(unet) -> ControlNetModel:
+def net_config(kind: str = "edges") -> dict:
+    """The ControlNet's config: the starter UNet's, with its hint encoder; shuffle pools its residuals over space
+    (as A1111's control_v11e_sd15_shuffle), so the map gives colours and textures, not places."""
+    return {**UNET_CONFIG, "conditioning_embedding_out_channels": HINT_CHANNELS,
+            **({"global_pool_conditions": True} if kind == "shuffle" else {})}
+
+
+def controlnet_from_unet(unet, kind: str = "edges") -> ControlNetModel:
     """The encoder copy with the UNet's weights; the zero convolutions (and the hint's last conv) at zero."""
-    config = ControlNetConfig.from_dict({**UNET_CONFIG, "conditioning_embedding_out_channels": HINT_CHANNELS})
+    config = ControlNetConfig.from_dict(net_config(kind))
     net = ControlNetModel(config)
     own = net.state_dict()
     net.load_state_dict({k: unet.state_dict().get(k, v) for k, v in own.items()})
@@ -65,22 +129,34 @@ def frozen_starter(starter: Path):
     return unet.eval().requires_grad_(False), text_encoder.eval().requires_grad_(False)
 
 
+def frozen_vae(starter: Path) -> AutoencoderKL:
+    config = json.loads((starter / "vae" / "config.json").read_text())
+    vae = AutoencoderKL(VAEConfig.from_dict({**VAE_CONFIG, "scaling_factor": config["scaling_factor"]}))
+    vae.load_state_dict({k: v.float() for k, v in load_file(starter / "vae" / "diffusion_pytorch_model.safetensors").items()})
+    return vae.eval().requires_grad_(False)
+
+
 def export(net: ControlNetModel, kind: str, out: Path | None = None) -> Path:
     out = out or CONTROLNET_DIR / f"starter-{kind}"
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, out / "diffusion_pytorch_model.safetensors")
-    (out / "config.json").write_text(json.dumps({**UNET_CONFIG, "conditioning_embedding_out_channels": HINT_CHANNELS,
-                                                 "_class_name": "ControlNetModel"}, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps({**net_config(kind), "_class_name": "ControlNetModel"}, indent=2) + "\n")
     return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=sorted(KINDS), required=True)
+    parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--empty-captions", type=float, default=0.5, help="share of samples with no caption")
+    parser.add_argument("--colour-captions", type=float, default=0.25, help="share naming only the colours")
+    parser.add_argument("--shape-captions", type=float, default=0.1, help="share naming colours and shapes")
+    parser.add_argument("--free-scenes", type=float, default=0.5, help="share of shapes at any size and place")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     parser.add_argument("--starter", type=Path, default=STARTER_DIR, help="the frozen base model (an export)")
+    parser.add_argument("--init-from", type=Path, help="an exported ControlNet to continue from (fresh optimizer)")
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--export", action="store_true", help="write models/ControlNet/starter-<kind>/ and stop")
     parser.add_argument("--out", type=Path, help="export folder instead of models/ControlNet/starter-<kind>")
@@ -88,7 +164,9 @@ def main(argv=None):
     setup_threads()
     checkpoint = args.runs / f"controlnet-{args.kind}.pt"
     unet, text_encoder = frozen_starter(args.starter)
-    net = controlnet_from_unet(unet)
+    net = controlnet_from_unet(unet, args.kind)
+    if args.init_from:
+        net.load_state_dict({k: v.float() for k, v in load_file(args.init_from / "diffusion_pytorch_model.safetensors").items()})
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     state, step = load_checkpoint(checkpoint), 0
     if state:
@@ -99,26 +177,26 @@ def main(argv=None):
     if args.export:
         print(f"exported to {export(net, args.kind, args.out)} (step {step})")
         return
-    latents, ids, scale = latent_cache(args.runs)
+    vae, tokenizer = frozen_vae(args.starter), CLIPTokenizer()
+    shares = (args.empty_captions, args.colour_captions, args.shape_captions)
     alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
     net.train()
     start = time.time()
     while step < args.steps:
         g = torch.Generator().manual_seed(10_000_000 + step)
-        rng = np.random.default_rng(step)
-        index = torch.randint(0, len(latents), (args.batch,), generator=g)
-        tokens = ids[index, torch.randint(0, ids.shape[1], (args.batch,), generator=g)].long()
-        hint = control_batch(args.kind, index.tolist(), rng)
-        x0 = latents[index].float() * scale
+        seeds = torch.randint(0, TRAIN_SEEDS, (args.batch,), generator=g).tolist()
+        pictures, texts, hint = training_batch(args.kind, seeds, args.free_scenes, shares)
         t = torch.randint(0, 1000, (args.batch,), generator=g)
+        with torch.no_grad():
+            x0 = vae.encode(pictures).mean * vae.scaling_factor
+            context = text_encoder(tokenizer(texts)).last_hidden_state
         noise = torch.randn(x0.shape, generator=g)
         a = alphas_cumprod[t][:, None, None, None]
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with torch.no_grad():
-            context = text_encoder(tokens).last_hidden_state
-        down, mid = net(x_t, t, context, hint)
-        eps = unet(x_t, t, context, down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        loss = (eps - noise).pow(2).mean()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            down, mid = net(x_t, t, context, hint)
+            eps = unet(x_t, t, context, down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        loss = (eps.float() - noise).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
