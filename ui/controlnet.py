@@ -52,8 +52,8 @@ def pixel_perfect_resolution(image: np.ndarray, width: int, height: int, resize_
 
 def as_array(value) -> np.ndarray | None:
     """The upload (or the scribble canvas) as an RGB uint8 array; None when empty."""
-    if isinstance(value, dict):       # ImageEditor: the composite of the canvas and its strokes
-        value = value.get("composite")
+    if isinstance(value, dict):       # ImageEditor: the composite of the canvas and its strokes, or an upload
+        value = value.get("composite") if value.get("composite") is not None else value.get("background")
     if value is None:
         return None
     image = value if isinstance(value, Image.Image) else Image.fromarray(np.asarray(value))
