@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from training.scenes import render, scene_for
 
@@ -36,6 +37,11 @@ def image_batch(seeds) -> torch.Tensor:
     """Rendered scenes as (B, 3, 64, 64) in [-1, 1]."""
     arrays = [np.asarray(render(scene_for(int(s))[0]), dtype=np.float32) for s in seeds]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def fp32_weights(path: Path) -> dict:
+    """A safetensors file's tensors in fp32 (exports are fp16), to train or continue from."""
+    return {k: v.float() for k, v in load_file(path).items()}
 
 
 def save_checkpoint(path: Path, **state):

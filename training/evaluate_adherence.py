@@ -74,9 +74,8 @@ def make_unit(annotators, controlnet, style: str, scene, seed: int, weight: floa
     from PIL import Image
     from engine.control import ControlUnit
     module = STYLES[style][0]
-    detected = annotators.run(module, user_input(style, scene, seed), PHOTO)
-    rgb = detected if detected.ndim == 3 else np.stack([detected] * 3, axis=2)
-    return ControlUnit(controlnet, Image.fromarray(rgb), weight=weight, guess_mode=guess)
+    detected = annotators.run(module, user_input(style, scene, seed), PHOTO)     # grey maps are read as RGB
+    return ControlUnit(controlnet, Image.fromarray(detected), weight=weight, guess_mode=guess)
 
 
 def generate(pipe, prompt: str, seed: int, units, steps: int):

@@ -28,16 +28,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from engine.control_map import fit_map
 from engine.models import AutoencoderKL, VAEConfig
 from engine.models.controlnet import ControlNetConfig, ControlNetModel
 from engine.sampling import DiscreteSchedule
 from engine.tokenizer import CLIPTokenizer
-from training.common import (RUNS, STARTER_DIR, TRAIN_SEEDS, UNET_CONFIG, VAE_CONFIG, load_checkpoint,
-                             save_checkpoint, setup_threads)
 from extensions.annotators import model_free
+from training.common import (RUNS, STARTER_DIR, TRAIN_SEEDS, UNET_CONFIG, VAE_CONFIG, fp32_weights,
+                             load_checkpoint, save_checkpoint, setup_threads)
 from training.scenes import (SIZE, caption, colour_caption, free_scene, render, render_depth, render_segmentation,
                              scene_for)
 from training.train_unet import make_models
@@ -124,15 +124,15 @@ def controlnet_from_unet(unet, kind: str = "edges") -> ControlNetModel:
 
 def frozen_starter(starter: Path):
     unet, text_encoder = make_models()
-    unet.load_state_dict({k: v.float() for k, v in load_file(starter / "unet" / "diffusion_pytorch_model.safetensors").items()})
-    text_encoder.load_state_dict({k: v.float() for k, v in load_file(starter / "text_encoder" / "model.safetensors").items()})
+    unet.load_state_dict(fp32_weights(starter / "unet" / "diffusion_pytorch_model.safetensors"))
+    text_encoder.load_state_dict(fp32_weights(starter / "text_encoder" / "model.safetensors"))
     return unet.eval().requires_grad_(False), text_encoder.eval().requires_grad_(False)
 
 
 def frozen_vae(starter: Path) -> AutoencoderKL:
     config = json.loads((starter / "vae" / "config.json").read_text())
     vae = AutoencoderKL(VAEConfig.from_dict({**VAE_CONFIG, "scaling_factor": config["scaling_factor"]}))
-    vae.load_state_dict({k: v.float() for k, v in load_file(starter / "vae" / "diffusion_pytorch_model.safetensors").items()})
+    vae.load_state_dict(fp32_weights(starter / "vae" / "diffusion_pytorch_model.safetensors"))
     return vae.eval().requires_grad_(False)
 
 
@@ -166,7 +166,7 @@ def main(argv=None):
     unet, text_encoder = frozen_starter(args.starter)
     net = controlnet_from_unet(unet, args.kind)
     if args.init_from:
-        net.load_state_dict({k: v.float() for k, v in load_file(args.init_from / "diffusion_pytorch_model.safetensors").items()})
+        net.load_state_dict(fp32_weights(args.init_from / "diffusion_pytorch_model.safetensors"))
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     state, step = load_checkpoint(checkpoint), 0
     if state:

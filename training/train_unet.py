@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from engine.models import AutoencoderKL, CLIPTextConfig, CLIPTextModel, UNet2DConditionModel, UNetConfig, VAEConfig
 from engine.sampling import DiscreteSchedule
 from engine.tokenizer import CLIPTokenizer
-from training.common import (RUNS, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG, image_batch, load_checkpoint,
-                             save_checkpoint, setup_threads)
+from training.common import (RUNS, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG, fp32_weights, image_batch,
+                             load_checkpoint, save_checkpoint, setup_threads)
 from training.scenes import caption, scene_for
 
 
@@ -46,7 +45,7 @@ def stage_one_vae(runs: Path, init_from: Path | None) -> AutoencoderKL:
     if state is not None:
         vae.load_state_dict(state["model"])
     elif init_from is not None:
-        vae.load_state_dict({k: v.float() for k, v in load_file(init_from / "vae" / "diffusion_pytorch_model.safetensors").items()})
+        vae.load_state_dict(fp32_weights(init_from / "vae" / "diffusion_pytorch_model.safetensors"))
         save_checkpoint(runs / "vae.pt", model=vae.state_dict(), step=0)
     else:
         raise SystemExit("train the VAE first: python -m training.train_vae")
@@ -72,10 +71,6 @@ def build_latent_cache(vae: AutoencoderKL, runs: Path, count: int, captions_per_
     cache = {"latents": latents, "ids": torch.cat(ids), "scaling_factor": 1.0 / latents.float().std().item()}
     save_checkpoint(runs / "latents.pt", **cache)
     return cache
-
-
-def _fp32(path: Path) -> dict:
-    return {k: v.float() for k, v in load_file(path).items()}
 
 
 def noisy_sample(x0: torch.Tensor, noise: torch.Tensor, a: torch.Tensor, pure: torch.Tensor) -> tuple:
@@ -140,8 +135,8 @@ def main(argv=None):
         print(f"resuming at step {step}")
     else:
         if args.init_from is not None:   # an earlier session's export: its EMA weights seed both copies
-            unet.load_state_dict(_fp32(args.init_from / "unet" / "diffusion_pytorch_model.safetensors"))
-            text_encoder.load_state_dict(_fp32(args.init_from / "text_encoder" / "model.safetensors"))
+            unet.load_state_dict(fp32_weights(args.init_from / "unet" / "diffusion_pytorch_model.safetensors"))
+            text_encoder.load_state_dict(fp32_weights(args.init_from / "text_encoder" / "model.safetensors"))
             step = json.loads((args.init_from / "model_index.json").read_text()).get("training_steps", 0)
             print(f"continuing from {args.init_from} at step {step}")
         ema_unet.load_state_dict(unet.state_dict())

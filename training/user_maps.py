@@ -64,7 +64,8 @@ def soft_edges(scene: Scene, rng: random.Random, pixels: int = 256) -> np.ndarra
 
 
 def edge_map(style: str, scene: Scene, rng: random.Random) -> np.ndarray:
-    """An edge-type map of the scene in one of EDGE_STYLES, at the resolution its maker works at."""
+    """An edge-type map of the scene in one of EDGE_STYLES, at the resolution its maker works at (grey or RGB,
+    as its preprocessor gives it: engine.control_map.fit_map takes both)."""
     if style == "exact":                 # the generator's own boundaries, 1-3 px
         edges = np.asarray(render_edges(scene))
         width = rng.randint(1, 3)
@@ -76,13 +77,9 @@ def edge_map(style: str, scene: Scene, rng: random.Random) -> np.ndarray:
     resolution = rng.choice([r for r in (128, 256, 512) if r <= photo_size] or [photo_size])
     if style == "canny":
         low = rng.randint(50, 150)
-        return _rgb(model_free.canny(photo, resolution, low, min(255, 2 * low)))
+        return model_free.canny(photo, resolution, low, min(255, 2 * low))
     if style == "lineart":
-        return _rgb(model_free.lineart_standard(photo, resolution))
+        return model_free.lineart_standard(photo, resolution)
     if style == "softedge":
         return soft_edges(scene, rng, resolution)
     raise ValueError(f"edge style must be one of {EDGE_STYLES}")
-
-
-def _rgb(x: np.ndarray) -> np.ndarray:
-    return x if x.ndim == 3 else np.stack([x] * 3, axis=2)
