@@ -78,9 +78,11 @@ def build_mode(studio: Studio, mode: str):
         with gr.Column(scale=3):
             with gr.Row():
                 if mode == "scribble":
-                    upload = gr.ImageEditor(value={"background": Image.new("RGB", (512, 512), "white"),
-                                                   "layers": [], "composite": None},
-                                            label="Draw (black on white) or upload", type="pil", height=320,
+                    # no starting value: with one, the first upload on this sub-tab never reaches the server
+                    upload = gr.ImageEditor(value=None, canvas_size=(512, 512), format="png",
+                                            sources=("upload", "clipboard"), label="Draw (black on white) or upload",
+                                            placeholder="Upload a drawing, or pick the brush and draw", type="pil",
+                                            height=320,
                                             brush=gr.Brush(colors=["#000000"], color_mode="fixed"),
                                             elem_id=f"{tab_id}_image")
                 else:
@@ -145,9 +147,10 @@ def build_mode(studio: Studio, mode: str):
     def on_use_map(detected_map):
         if detected_map is None:
             raise gr.Error("Preview a map first.")
-        value = {"background": Image.fromarray(detected_map), "layers": [], "composite": None} \
-            if mode == "scribble" else detected_map
-        return value, "none"
+        if mode != "scribble":
+            return detected_map, "none"
+        sheet = Image.fromarray(detected_map)
+        return {"background": sheet, "layers": [], "composite": sheet}, "none"
 
     use_map.click(on_use_map, detected, [upload, preprocessor], queue=False)
     return UnitForm(mode, upload, preprocessor, resolution, pixel_perfect, threshold_a, threshold_b, model, weight,
