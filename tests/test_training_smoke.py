@@ -282,3 +282,18 @@ def test_training_checkpoints_load_with_the_weights_only_loader(tmp_path):
     torch.save({"step": RunsCode()}, tmp_path / "planted.pt")
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(tmp_path / "planted.pt")
+
+
+@pytest.mark.parametrize("kind", ["pose", "depth-normal", "shuffle"])
+def test_each_new_starter_controlnet_kind_trains_from_starter_edges_and_loads(tmp_path, kind):
+    """One step on the shipped starter, continuing from starter-edges as the shipped pose and depth-normal
+    ControlNets did; the export loads in the app's loader (shuffle pooled over space, as A1111's)."""
+    from engine.loading.controlnet import load_controlnet
+    from training import train_controlnet
+    from training.common import STARTER_DIR
+    common = ["--kind", kind, "--batch", "2", "--starter", str(STARTER_DIR), "--runs", str(tmp_path)]
+    train_controlnet.main([*common, "--steps", "1", "--init-from", str(train_controlnet.CONTROLNET_DIR / "starter-edges")])
+    train_controlnet.main([*common, "--export", "--out", str(tmp_path / kind)])
+    assert torch.load(tmp_path / f"controlnet-{kind}.pt", weights_only=False)["step"] == 1
+    loaded = load_controlnet(tmp_path / kind)
+    assert loaded.config.global_pool_conditions == (kind == "shuffle")

@@ -2,6 +2,8 @@
 
     python -m training.train_controlnet --kind edges --steps 4000    # serves canny, lineart, scribble, softedge, mlsd
     python -m training.train_controlnet --kind seg --steps 4000      # ADE20K-coloured segmentation
+    python -m training.train_controlnet --kind pose --steps 1500 --init-from models/ControlNet/starter-edges
+    python -m training.train_controlnet --kind depth-normal --steps 1500 --init-from models/ControlNet/starter-edges
     python -m training.train_controlnet --kind edges --export        # -> models/ControlNet/starter-edges/
 
 As Zhang et al. 2023: the ControlNet starts as a copy of the starter UNet's encoder with zero-initialised 1x1
@@ -36,14 +38,32 @@ from engine.models.controlnet import ControlNetConfig, ControlNetModel
 from engine.sampling import DiscreteSchedule
 from engine.tokenizer import CLIPTokenizer
 from extensions.annotators import model_free
-from training.common import (RUNS, STARTER_DIR, TRAIN_SEEDS, UNET_CONFIG, VAE_CONFIG, fp32_weights,
-                             load_checkpoint, save_checkpoint, setup_threads)
-from training.scenes import (SIZE, caption, colour_caption, free_scene, render, render_depth, render_segmentation,
-                             scene_for)
+from training.common import (
+    RUNS,
+    STARTER_DIR,
+    TRAIN_SEEDS,
+    UNET_CONFIG,
+    VAE_CONFIG,
+    fp32_weights,
+    load_checkpoint,
+    save_checkpoint,
+    setup_threads,
+)
+from training.figures import figure_caption, random_figure, render_figure, render_pose
+from training.scenes import (
+    SIZE,
+    caption,
+    colour_caption,
+    free_scene,
+    render,
+    render_depth,
+    render_segmentation,
+    scene_for,
+)
 from training.train_unet import make_models
 from training.user_maps import edge_map
 
-KINDS = ("edges", "seg", "depth", "normal", "shuffle")
+KINDS = ("edges", "seg", "depth", "normal", "depth-normal", "shuffle", "pose")
 CONTROLNET_DIR = STARTER_DIR.parents[1] / "ControlNet"
 HINT_CHANNELS = [16, 32, 96]            # two stride-2 steps: the starter's latents are 1/4 of the picture
 EDGE_STYLE_WEIGHTS = {"exact": 2, "canny": 3, "scribble": 3, "lineart": 1, "softedge": 1}
@@ -78,6 +98,8 @@ def control_map(kind: str, scene, rng: random.Random) -> np.ndarray:
         return fit_map(edge_map(style, scene, rng), SIZE, SIZE, "Crop and resize")
     if kind == "seg":
         return np.asarray(render_segmentation(scene))
+    if kind == "depth-normal":           # one ControlNet for the depth and the normal tab, as edges serves five
+        kind = rng.choice(["depth", "normal"])
     resolution = rng.choice([64, 128, 256, 512])
     if kind == "depth":                  # layer depth, white near
         return np.asarray(render_depth(scene))
@@ -90,14 +112,32 @@ def control_map(kind: str, scene, rng: random.Random) -> np.ndarray:
     raise ValueError(f"kind must be one of {KINDS}")
 
 
+def pose_sample(seed: int, caption_shares: tuple) -> tuple:
+    """(picture, caption, map) of a figure: its OpenPose skeleton drawn at a processor resolution, fitted to 64 px."""
+    rng = random.Random(seed * 2654435761 % (1 << 61))
+    figure = random_figure(random.Random(seed ^ FREE_SEED_SALT))
+    draw = rng.random()
+    text = "" if draw < caption_shares[0] else figure_caption(figure, rng, colours_only=draw < sum(caption_shares[:2]))
+    skeleton = render_pose(figure, rng.choice([64, 128, 256, 512, 512]))   # 512: the preprocessors' default
+    return render_figure(figure), text, fit_map(skeleton, SIZE, SIZE, "Crop and resize")
+
+
+def sample(kind: str, seed: int, free_share: float, caption_shares: tuple) -> tuple:
+    """(picture, caption, map) for one training seed."""
+    if kind == "pose":
+        return pose_sample(seed, caption_shares)
+    scene, free, rng = training_scene(seed, free_share)
+    return render(scene), training_caption(scene, free, rng, caption_shares), control_map(kind, scene, rng)
+
+
 def training_batch(kind: str, seeds, free_share: float, caption_shares: tuple) -> tuple:
     """(pictures in [-1, 1], captions, maps in [0, 1]) for a list of training seeds."""
     pictures, texts, maps = [], [], []
     for seed in seeds:
-        scene, free, rng = training_scene(int(seed), free_share)
-        pictures.append(np.asarray(render(scene), np.float32))
-        texts.append(training_caption(scene, free, rng, caption_shares))
-        maps.append(control_map(kind, scene, rng))
+        picture, text, hint = sample(kind, int(seed), free_share, caption_shares)
+        pictures.append(np.asarray(picture, np.float32))
+        texts.append(text)
+        maps.append(np.asarray(hint))
     to_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
     return to_tensor(pictures) / 127.5 - 1.0, texts, to_tensor(maps) / 255.0
 
