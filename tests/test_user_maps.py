@@ -70,3 +70,13 @@ def test_adherence_measures_can_fail():
         blank = Image.new("RGB", (64, 64), (30, 30, 30))
         assert adherence.scores(scene, blank) == (0.0, 0.0)
         assert prompt and scene.background in prompt
+
+
+def test_the_colour_judgement_tells_the_prompts_colours_from_swapped_ones():
+    for seed, scene, prompt in adherence.held_out(6):
+        true = render(scene)
+        assert adherence.judged(scene, true)[2:] == (1.0, 1.0)
+        thing = scene.shapes[0].color
+        swapped = render(type(scene)(thing, tuple(type(s)(s.kind, scene.background, s.size, s.position, s.centre,
+                                                             s.r) for s in scene.shapes)))
+        assert adherence.colours_right(swapped, {s.color for s in scene.shapes}, scene.background) == (0.0, 0.0)

@@ -1,6 +1,8 @@
 """Does a starter ControlNet follow the map? Measured the way users meet it.
 
     python -m training.evaluate_adherence --scenes 40
+    python -m training.evaluate_adherence --scenes 40 --controlnet models/ControlNet/starter-depth-normal \
+        --styles depth,normal --out training/runs/eval-adherence-depth-normal.md
 
 Held-out free scenes (shapes of any size at any place, seeds never used in training) are drawn as a user
 would bring them: a 512-px picture through the canny or lineart_standard preprocessor at processor
@@ -10,22 +12,30 @@ where or how big: colours only ("something red on a blue background"), or the em
 Each picture is made with the map and, at the same seed and prompt, without it:
 - shape IoU: the output's foreground (pixels far from the median colour of its border) against the scene's
   true shapes;
-- edge F1: the output's canny edges against the scene's true boundaries, 1 px tolerance.
-A weight sweep (0 to 2, scribble maps, colour prompts) shows that more weight means more adherence and that
-weight 2 still gives a picture. Writes training/runs/eval-adherence.md.
+- edge F1: the output's canny edges against the scene's true boundaries, 1 px tolerance;
+- colours right (colour prompts): the foreground in one of the prompt's thing colours, the border in its
+  background colour (a map that moves the shapes but loses the prompt's colours is not following the user).
+A weight sweep (0 to 2, the last style's maps, colour prompts) shows that more weight means more adherence and
+that weight 2 still gives a picture. `--styles depth,normal` measures starter-depth-normal the same way, from a
+512-px layer-depth map as it is (depth tab, preprocessor none) and through depth_to_normal (normal tab).
+Writes training/runs/eval-adherence.md.
 """
 import argparse
 import random
 
 import numpy as np
+from PIL import Image
 
 from training.common import EVAL_SEED_START, RUNS
 from training.evaluate_controlnet import canny_edges, edge_f1
-from training.scenes import COLORS, colour_caption, free_scene, render, render_edges
+from training.scenes import COLORS, colour_caption, free_scene, render, render_depth, render_edges
 from training.user_maps import hand_scribble
 
 PHOTO = 512
-STYLES = {"canny": ("canny", "photo"), "lineart": ("lineart_standard", "photo"), "scribble": ("invert", "scribble")}
+# style -> (preprocessor, what the user brings); a depth map is the scene's layer depth drawn at 512 px
+STYLES = {"canny": ("canny", "photo"), "lineart": ("lineart_standard", "photo"), "scribble": ("invert", "scribble"),
+          "depth": ("none", "depth"), "normal": ("depth_to_normal", "depth")}
+EDGE_STYLES = ("canny", "lineart", "scribble")
 PROMPTS = ("colours", "empty")
 WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
@@ -53,6 +63,30 @@ def scores(scene, image) -> tuple[float, float]:
     return shape_iou(true_foreground(scene), foreground(image)), edge_f1(truth_edges, canny_edges(image))
 
 
+def nearest_colours(pixels: np.ndarray) -> list[str]:
+    """The name of the nearest scene colour of each (N, 3) pixel."""
+    palette = np.asarray(list(COLORS.values()), np.float32)
+    names = list(COLORS)
+    return [names[i] for i in np.argmin(((pixels[:, None] - palette[None]) ** 2).sum(-1), axis=1)]
+
+
+def colours_right(image, thing_colours, background: str) -> tuple[float, float]:
+    """(1 if most foreground pixels are nearest one of the thing colours, 1 if most border pixels are nearest
+    the background colour): the prompt's colours where the map put the things."""
+    a = np.asarray(image.convert("RGB"), np.float32)
+    found = foreground(image)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    things = nearest_colours(a[found])
+    thing = float(bool(things) and max(set(things), key=things.count) in thing_colours)
+    edge = nearest_colours(border)
+    return thing, float(max(set(edge), key=edge.count) == background)
+
+
+def judged(scene, image) -> tuple:
+    """(shape IoU, edge F1, thing colour right, background colour right)."""
+    return (*scores(scene, image), *colours_right(image, {s.color for s in scene.shapes}, scene.background))
+
+
 def held_out(count: int):
     """(seed, scene, colour-only prompt) of held-out free scenes."""
     cases = []
@@ -67,11 +101,12 @@ def user_input(style: str, scene, seed: int) -> np.ndarray:
     """What the user uploads or draws for this style: a 512-px picture, or a scribble."""
     if STYLES[style][1] == "scribble":
         return hand_scribble(scene, random.Random(seed), PHOTO)
+    if STYLES[style][1] == "depth":
+        return np.asarray(render_depth(scene).resize((PHOTO, PHOTO), Image.NEAREST))
     return np.asarray(render(scene, PHOTO))
 
 
 def make_unit(annotators, controlnet, style: str, scene, seed: int, weight: float = 1.0, guess: bool = False):
-    from PIL import Image
     from engine.control import ControlUnit
     module = STYLES[style][0]
     detected = annotators.run(module, user_input(style, scene, seed), PHOTO)     # grey maps are read as RGB
@@ -85,23 +120,23 @@ def generate(pipe, prompt: str, seed: int, units, steps: int):
                                            seed=seed, control_units=units)).images[0]
 
 
-def measure(pipe, controlnet, annotators, cases, steps: int = 20) -> dict:
+def measure(pipe, controlnet, annotators, cases, steps: int = 20, styles=EDGE_STYLES) -> dict:
     """{(style, prompt): {"with": (iou, f1), "without": (iou, f1)}} and {weight: (iou, foreground share)}."""
     table = {}
-    for style in STYLES:
+    for style in styles:
         for prompt_kind in PROMPTS:
             rows = {"with": [], "without": []}
             for seed, scene, colours in cases:
                 prompt = colours if prompt_kind == "colours" else ""
                 unit = make_unit(annotators, controlnet, style, scene, seed, guess=prompt_kind == "empty")
-                rows["with"].append(scores(scene, generate(pipe, prompt, seed, [unit], steps)))
-                rows["without"].append(scores(scene, generate(pipe, prompt, seed, [], steps)))
+                rows["with"].append(judged(scene, generate(pipe, prompt, seed, [unit], steps)))
+                rows["without"].append(judged(scene, generate(pipe, prompt, seed, [], steps)))
             table[(style, prompt_kind)] = {k: tuple(np.mean(v, axis=0)) for k, v in rows.items()}
     sweep = {}
     for weight in WEIGHTS:
         values = []
         for seed, scene, colours in cases:
-            image = generate(pipe, colours, seed, [make_unit(annotators, controlnet, "scribble", scene, seed, weight)],
+            image = generate(pipe, colours, seed, [make_unit(annotators, controlnet, styles[-1], scene, seed, weight)],
                              steps)
             values.append((scores(scene, image)[0], foreground(image).mean()))
         sweep[weight] = tuple(np.mean(values, axis=0))
@@ -111,14 +146,17 @@ def measure(pipe, controlnet, annotators, cases, steps: int = 20) -> dict:
 
 def report(result: dict, count: int, name: str) -> str:
     lines = [f"{name}: {count} held-out free scenes, user-made maps fitted to 64 px, DPM++ 2M 20 steps, CFG 7", "",
-             "| map (as the user makes it) | prompt | shape IoU with / without | edge F1 with / without |",
-             "| --- | --- | --- | --- |"]
+             "| map (as the user makes it) | prompt | shape IoU with / without | edge F1 with / without "
+             "| thing colour right with / without | background colour right with / without |",
+             "| --- | --- | --- | --- | --- | --- |"]
     prompt_label = {"colours": "colours only", "empty": "empty, guess mode"}
     for (style, prompt), row in result["table"].items():
-        (iw, fw), (io, fo) = row["with"], row["without"]
+        (iw, fw, cw, bw), (io, fo, co, bo) = row["with"], row["without"]
+        colours = f"| {cw:.0%} / {co:.0%} | {bw:.0%} / {bo:.0%} |" if prompt == "colours" else "| - | - |"
         lines.append(f"| {style} ({STYLES[style][0]}) | {prompt_label[prompt]} | {iw:.3f} / {io:.3f} "
-                     f"| {fw:.3f} / {fo:.3f} |")
-    lines += ["", "| weight (scribble, colours only) | shape IoU | foreground share of the picture |",
+                     f"| {fw:.3f} / {fo:.3f} {colours}")
+    lines += ["", f"| weight ({next(reversed(result['table']))[0]}, colours only) | shape IoU "
+              "| foreground share of the picture |",
               "| --- | --- | --- |"]
     lines += [f"| {w} | {iou:.3f} | {share:.3f} |" for w, (iou, share) in result["sweep"].items()]
     lines += ["", f"The scenes' shapes cover {result['truth_share']:.3f} of the picture."]
@@ -131,6 +169,8 @@ def main(argv=None):
     parser.add_argument("--controlnet", default="models/ControlNet/starter-edges")
     parser.add_argument("--annotators", default="models/annotators", help="folder of annotator weights")
     parser.add_argument("--scenes", type=int, default=40)
+    parser.add_argument("--styles", default=",".join(EDGE_STYLES), help=f"of {', '.join(STYLES)}; the last one is "
+                        "swept over weights")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default=str(RUNS / "eval-adherence.md"))
     args = parser.parse_args(argv)
@@ -140,7 +180,8 @@ def main(argv=None):
     from extensions import ExtensionAPI, load_extensions
     pipe = load_pipeline(args.model, Device.cpu_fp32())
     annotators = load_extensions(ExtensionAPI(Path(args.annotators)))
-    result = measure(pipe, load_controlnet(Path(args.controlnet)), annotators, held_out(args.scenes), args.steps)
+    result = measure(pipe, load_controlnet(Path(args.controlnet)), annotators, held_out(args.scenes), args.steps,
+                     tuple(args.styles.split(",")))
     text = report(result, args.scenes, Path(args.controlnet).name)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

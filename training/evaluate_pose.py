@@ -9,7 +9,8 @@ pose or place), colours only ("something red on a blue background") or empty wit
 is made with the map and, at the same seed and prompt, without it:
 - figure IoU: the output's foreground against the true figure's;
 - limb hits: the share of points along the skeleton's limbs that land on the output's foreground (a caption
-  cannot say where the arms are).
+  cannot say where the arms are);
+- colours right: the figure in the prompt's colour, the border in its background colour.
 Writes training/runs/eval-pose.md.
 """
 import argparse
@@ -18,7 +19,7 @@ import random
 import numpy as np
 
 from training.common import EVAL_SEED_START, RUNS
-from training.evaluate_adherence import foreground, generate, shape_iou
+from training.evaluate_adherence import colours_right, foreground, generate, shape_iou
 from training.figures import LIMBS, figure_caption, random_figure, render_figure, render_pose
 from training.scenes import COLORS, SIZE
 
@@ -49,6 +50,11 @@ def scores(figure, image) -> tuple[float, float]:
     return shape_iou(true_figure(figure), found), limb_hits(figure, found)
 
 
+def judged(figure, image) -> tuple:
+    """(figure IoU, limb hits, figure colour right, background colour right)."""
+    return (*scores(figure, image), *colours_right(image, {figure.color}, figure.background))
+
+
 def held_out(count: int):
     """(seed, figure, {prompt kind: prompt}) of held-out figures."""
     cases = []
@@ -75,8 +81,8 @@ def measure(pipe, controlnet, cases, steps: int = 20) -> dict:
         rows = {"with": [], "without": []}
         for seed, figure, prompts in cases:
             unit = pose_unit(controlnet, figure, guess=kind == "empty")
-            rows["with"].append(scores(figure, generate(pipe, prompts[kind], seed, [unit], steps)))
-            rows["without"].append(scores(figure, generate(pipe, prompts[kind], seed, [], steps)))
+            rows["with"].append(judged(figure, generate(pipe, prompts[kind], seed, [unit], steps)))
+            rows["without"].append(judged(figure, generate(pipe, prompts[kind], seed, [], steps)))
         table[kind] = {k: tuple(np.mean(v, axis=0)) for k, v in rows.items()}
     return table
 
@@ -84,11 +90,13 @@ def measure(pipe, controlnet, cases, steps: int = 20) -> dict:
 def report(table: dict, count: int, name: str) -> str:
     lines = [f"{name}: {count} held-out figures, 512-px skeletons (preprocessor none) fitted to 64 px, "
              "DPM++ 2M 20 steps, CFG 7", "",
-             "| prompt | figure IoU with / without | limb hits with / without |", "| --- | --- | --- |"]
+             "| prompt | figure IoU with / without | limb hits with / without | figure colour right with / without "
+             "| background colour right with / without |", "| --- | --- | --- | --- | --- |"]
     label = {"figure": "names the figure", "colours": "colours only", "empty": "empty, guess mode"}
     for kind, row in table.items():
-        (iw, hw), (io, ho) = row["with"], row["without"]
-        lines.append(f"| {label[kind]} | {iw:.3f} / {io:.3f} | {hw:.3f} / {ho:.3f} |")
+        (iw, hw, cw, bw), (io, ho, co, bo) = row["with"], row["without"]
+        colours = f"| {cw:.0%} / {co:.0%} | {bw:.0%} / {bo:.0%} |" if kind != "empty" else "| - | - |"
+        lines.append(f"| {label[kind]} | {iw:.3f} / {io:.3f} | {hw:.3f} / {ho:.3f} {colours}")
     return "\n".join(lines) + "\n"
 
 
