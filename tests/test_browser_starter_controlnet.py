@@ -1,6 +1,7 @@
 """The starter ControlNets as a new user meets them, in a real headless Chromium on the shipped models: a drawing
 drawn on the scribble tab's canvas, or uploaded to it, with a prompt that names only colours comes out in the
-drawing's shape and place."""
+drawing's shape and place; the openpose tab makes a figure in an uploaded skeleton's pose; the depth and normal
+tabs follow a depth map."""
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -92,3 +93,53 @@ def test_a_scribble_with_a_colour_prompt_comes_out_in_its_shape_and_place(page, 
     assert found[:40, :40].mean() > 3 * found[40:, 40:].mean()        # in the drawing's place, not the centre
     info = page.locator("#cn_scribble_info textarea").input_value()
     assert "Module: invert, Model: starter-edges" in info
+
+
+def choose(page, elem_id: str, option: str):
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def upload_and_preview(page, mode: str, path):
+    page.get_by_role("tab", name=mode, exact=True).click()
+    page.wait_for_timeout(500)
+    page.set_input_files(f"#cn_{mode}_image input[type=file]", str(path))
+    wait_until(lambda: page.locator(f"#cn_{mode}_image img").count() > 0, 20, message="the upload")
+    page.click(f"#cn_{mode}_preview_map")
+    wait_until(lambda: page.locator(f"#cn_{mode}_map img").count() > 0, 30, message="the detected map")
+
+
+def test_the_openpose_tab_makes_a_figure_in_the_skeletons_pose(page, app, tmp_path):
+    """A held-out pose as a 512-px OpenPose skeleton picture (preprocessor none): the figure takes that pose."""
+    from training import evaluate_pose
+    from training.figures import render_pose
+    _, figure, prompts = evaluate_pose.held_out(3)[2]
+    Image.fromarray(render_pose(figure, 512)).save(tmp_path / "pose.png")
+    page.get_by_role("tab", name="openpose", exact=True).click()
+    choose(page, "cn_openpose_preprocessor", "none")
+    upload_and_preview(page, "openpose", tmp_path / "pose.png")
+    assert page.locator("#cn_openpose_model input").input_value() == "starter-pose"
+    picture = generate_on(page, app, "openpose", prompts["figure"])
+    iou, hits = evaluate_pose.scores(figure, picture)
+    assert iou > 0.3 and hits > 0.6, (iou, hits)
+    assert "Module: none, Model: starter-pose" in page.locator("#cn_openpose_info textarea").input_value()
+
+
+@pytest.mark.parametrize("mode", ["depth", "normal"])
+def test_the_depth_and_normal_tabs_follow_a_depth_map(page, app, tmp_path, mode):
+    """A 512-px layer-depth map of a large disc up and left, and a smaller square down and right, nearer: on
+    the depth tab as it is, on the normal tab through its default preprocessor depth_to_normal."""
+    from training.evaluate_adherence import true_foreground
+    from training.scenes import Scene, Shape, render_depth
+    scene = Scene("blue", (Shape("circle", "yellow", "large", "top left", (0.32, 0.32), 0.24),
+                           Shape("square", "red", "small", "bottom right", (0.74, 0.74), 0.13)))
+    Image.fromarray(np.asarray(render_depth(scene))).resize((512, 512), Image.NEAREST).save(tmp_path / "depth.png")
+    if mode == "depth":
+        page.get_by_role("tab", name="depth", exact=True).click()
+        choose(page, "cn_depth_preprocessor", "none")
+    upload_and_preview(page, mode, tmp_path / "depth.png")
+    assert page.locator(f"#cn_{mode}_model input").input_value() == "starter-depth-normal"
+    picture = generate_on(page, app, mode, "yellow and red shapes on a blue background")
+    iou = shape_iou(true_foreground(scene), foreground(picture))
+    assert iou > {"depth": 0.4, "normal": 0.2}[mode], iou      # about 0.04 without a map (README)
+

@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine.control_map import fit_map
 from training import evaluate_adherence as adherence
-from training.scenes import POSITION_WORDS, SIZE_WORDS, colour_caption, free_scene, render, render_edges
+from training.scenes import COLORS, POSITION_WORDS, SIZE_WORDS, colour_caption, free_scene, render, render_edges
 from training.train_controlnet import training_batch, training_caption, training_scene
 from training.user_maps import EDGE_STYLES, edge_map, hand_scribble
 
@@ -80,3 +80,13 @@ def test_the_colour_judgement_tells_the_prompts_colours_from_swapped_ones():
         swapped = render(type(scene)(thing, tuple(type(s)(s.kind, scene.background, s.size, s.position, s.centre,
                                                              s.r) for s in scene.shapes)))
         assert adherence.colours_right(swapped, {s.color for s in scene.shapes}, scene.background) == (0.0, 0.0)
+
+
+def test_the_shuffle_measure_tells_the_references_colours_from_others():
+    from training import evaluate_shuffle
+    for seed, scene, prompts in evaluate_shuffle.held_out(6):
+        assert evaluate_shuffle.judged(scene, render(scene)) == (1.0, 1.0)
+        other = next(c for c in ("red", "blue", "green") if c != scene.background
+                     and c not in {s.color for s in scene.shapes})
+        assert evaluate_shuffle.judged(scene, Image.new("RGB", (64, 64), COLORS[other])) == (0.0, 0.0)
+        assert prompts["empty"] == "" and not any(s.color in prompts["shapes"] for s in scene.shapes)

@@ -109,7 +109,8 @@ def user_input(style: str, scene, seed: int) -> np.ndarray:
 def make_unit(annotators, controlnet, style: str, scene, seed: int, weight: float = 1.0, guess: bool = False):
     from engine.control import ControlUnit
     module = STYLES[style][0]
-    detected = annotators.run(module, user_input(style, scene, seed), PHOTO)     # grey maps are read as RGB
+    brought = user_input(style, scene, seed)
+    detected = brought if module == "none" else annotators.run(module, brought, PHOTO)   # grey maps read as RGB
     return ControlUnit(controlnet, Image.fromarray(detected), weight=weight, guess_mode=guess)
 
 

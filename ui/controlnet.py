@@ -117,7 +117,7 @@ def build_mode(studio: Studio, mode: str):
             control_mode = gr.Radio(list(CONTROL_MODES), value=CONTROL_MODES[0], label="Control mode")
             with gr.Row():
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="Crop and resize", label="Resize mode")
-                guess_mode = gr.Checkbox(False, label="Guess mode (no prompt needed)")
+                guess_mode = gr.Checkbox(False, label="Guess mode (no prompt needed)", elem_id=f"{tab_id}_guess")
             also_use = gr.Checkbox(False, label="Also use this unit when generating from another ControlNet tab",
                                    elem_id=f"{tab_id}_also_use")
             controls = sampling_controls(studio, tab_id, last_seed)
