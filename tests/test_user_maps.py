@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine.control_map import fit_map
 from training import evaluate_adherence as adherence
-from training.scenes import COLORS, POSITION_WORDS, SIZE_WORDS, colour_caption, free_scene, render, render_edges
+from training.scenes import COLORS, POSITION_WORDS, colour_caption, free_scene, render, render_edges
 from training.train_controlnet import training_batch, training_caption, training_scene
 from training.user_maps import EDGE_STYLES, edge_map, hand_scribble
 
