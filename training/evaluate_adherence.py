@@ -164,6 +164,14 @@ def report(result: dict, count: int, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(text: str, out) -> None:
+    """The evaluation's markdown table into `out` (its folder made) and on the console."""
+    from pathlib import Path
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+    print(text)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/Stable-diffusion/starter")
@@ -184,9 +192,7 @@ def main(argv=None):
     result = measure(pipe, load_controlnet(Path(args.controlnet)), annotators, held_out(args.scenes), args.steps,
                      tuple(args.styles.split(",")))
     text = report(result, args.scenes, Path(args.controlnet).name)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

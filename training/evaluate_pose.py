@@ -19,7 +19,7 @@ import random
 import numpy as np
 
 from training.common import EVAL_SEED_START, RUNS
-from training.evaluate_adherence import colours_right, foreground, generate, shape_iou
+from training.evaluate_adherence import colours_right, foreground, generate, shape_iou, write_report
 from training.figures import LIMBS, figure_caption, random_figure, render_figure, render_pose
 from training.scenes import COLORS, SIZE
 
@@ -115,9 +115,7 @@ def main(argv=None):
     pipe = load_pipeline(args.model, Device.cpu_fp32())
     text = report(measure(pipe, load_controlnet(Path(args.controlnet)), held_out(args.figures), args.steps),
                   args.figures, Path(args.controlnet).name)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

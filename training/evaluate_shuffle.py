@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from training.common import EVAL_SEED_START, RUNS
-from training.evaluate_adherence import colours_right, generate
+from training.evaluate_adherence import colours_right, generate, write_report
 from training.scenes import SHAPE_WORDS, free_scene, render
 
 PHOTO = 512
@@ -88,9 +88,7 @@ def main(argv=None):
     annotators = load_extensions(ExtensionAPI(Path("models/annotators")))
     table = measure(pipe, load_controlnet(Path(args.controlnet)), annotators, held_out(args.scenes), args.steps)
     text = report(table, args.scenes, Path(args.controlnet).name)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":
