@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.browser import MODELS, RunningApp
-from tests.test_api import b64png, call
+from tests.test_api import b64png, call, picture
 
 PICTURE = Image.new("RGB", (64, 64), (200, 30, 30))
 
@@ -41,23 +41,31 @@ def unit(**fields):
 
 
 @pytest.mark.parametrize("resolution", [1000000, -100, 0, 63, 2049])
-def test_detect_with_a_resolution_out_of_range_is_a_422_with_a_sentence(app, resolution):
-    status, error = call(app, "/controlnet/detect", {"controlnet_module": "canny", "controlnet_processor_res": resolution,
+def test_detect_with_a_resolution_out_of_range_uses_the_default_and_says_so(app, resolution):
+    """As the extension's bound_check_params: out of the slider's range means the slider's default, not an error."""
+    status, found = call(app, "/controlnet/detect", {"controlnet_module": "canny", "controlnet_processor_res": resolution,
                                                      "controlnet_input_images": [b64png(PICTURE)]})
-    assert status == 422 and "between 64 and 2048" in error["detail"] and str(resolution) in error["detail"]
+    assert status == 200 and found["info"] == "Success"
+    assert found["warnings"] == [f"[canny.processor_res] Invalid value({resolution}), using default value 512"]
+    assert picture(found["images"][0]).size == (512, 512)
 
 
-def test_a_units_negative_resolution_means_the_default_512_as_in_the_extension(app):
-    status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 1, **unit(processor_res=-100)})
-    assert status == 200 and "Processor Res: 512" in json.loads(answer["info"])["infotexts"][0]
-    status, error = call(app, "/sdapi/v1/txt2img", {"steps": 1, **unit(processor_res=1000000)})
-    assert status == 422 and "controlnet unit 0 processor_res" in error["detail"]
+def test_a_units_resolution_or_threshold_out_of_range_means_the_default_as_in_the_extension(app):
+    for value in (-100, 1000000):
+        status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 1,
+                                                         **unit(processor_res=value)})
+        info = json.loads(answer["info"])
+        assert status == 200 and "Processor Res: 512" in info["infotexts"][0]
+        assert f"[canny.processor_res] Invalid value({value}), using default value 512" in info["warnings"]
+    status, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 1, **unit(processor_res=-1)})
+    assert status == 200 and not json.loads(answer["info"])["warnings"]      # -1 is the extension's "default"
 
 
 def test_thresholds_and_map_sizes_are_bounded(app):
-    status, error = call(app, "/controlnet/detect", {"controlnet_module": "canny", "controlnet_threshold_a": 1e300,
+    status, found = call(app, "/controlnet/detect", {"controlnet_module": "canny", "controlnet_threshold_a": 1e300,
+                                                     "controlnet_processor_res": 64,
                                                      "controlnet_input_images": [b64png(PICTURE)]})
-    assert status == 422 and "Canny low threshold must be between 1 and 255" in error["detail"]
+    assert status == 200 and found["warnings"] == ["[canny.threshold_a] Invalid value(1e+300), using default value 100"]
     thin = b64png(Image.new("RGB", (4096, 2)))     # its short side scaled to 512: a 1,048,576-pixel-long map
     status, error = call(app, "/controlnet/detect", {"controlnet_module": "canny", "controlnet_input_images": [thin]})
     assert status == 422 and "4096x2" in error["detail"] and "crop the picture" in error["detail"]

@@ -13,23 +13,23 @@ RESOLUTION_NOTE = "processor resolution: the short side the picture is resized t
 
 def register(api) -> None:
     add = api.add_preprocessor
-    add(Preprocessor("canny", ("canny",), free.canny, threshold_a=Slider("Canny low threshold", 1, 255, 100),
-                     threshold_b=Slider("Canny high threshold", 1, 255, 200)))
+    add(Preprocessor("canny", ("canny",), free.canny, threshold_a=Slider("Canny Low Threshold", 1, 255, 100),
+                     threshold_b=Slider("Canny High Threshold", 1, 255, 200)))
     add(Preprocessor("invert", ("canny", "mlsd", "scribble", "softedge", "lineart"), free.invert,
                      note="white background, dark lines -> the map ControlNets expect"))
     add(Preprocessor("threshold", ("scribble", "lineart"), free.threshold,
-                     threshold_a=Slider("Binarization threshold", 0, 255, 127)))
+                     threshold_a=Slider("Binarization Threshold", 0, 255, 127)))
     add(Preprocessor("scribble_xdog", ("scribble",), free.scribble_xdog,
-                     threshold_a=Slider("XDoG threshold", 1, 64, 32)))
+                     threshold_a=Slider("XDoG Threshold", 1, 64, 32)))
     add(Preprocessor("scribble_pidinet", ("scribble",), nets.scribble_pidinet, weights=("table5_pidinet.pth",)))
     add(Preprocessor("softedge_pidinet", ("softedge",), nets.softedge_pidinet, weights=("table5_pidinet.pth",)))
     add(Preprocessor("lineart_standard", ("lineart",), free.lineart_standard))
     add(Preprocessor("mlsd", ("mlsd",), nets.mlsd_with("mlsd_large_512_fp32.pth"),
-                     weights=("mlsd_large_512_fp32.pth",), threshold_a=Slider("MLSD value threshold", 0.01, 2, 0.1, 0.01),
-                     threshold_b=Slider("MLSD distance threshold", 0.01, 20, 0.1, 0.01)))
+                     weights=("mlsd_large_512_fp32.pth",), threshold_a=Slider("MLSD Value Threshold", 0.01, 2, 0.1, 0.01),
+                     threshold_b=Slider("MLSD Distance Threshold", 0.01, 20, 0.1, 0.01)))
     add(Preprocessor("mlsd_tiny", ("mlsd",), nets.mlsd_with("mlsd_tiny_512_fp32.pth"),
-                     weights=("mlsd_tiny_512_fp32.pth",), threshold_a=Slider("MLSD value threshold", 0.01, 2, 0.1, 0.01),
-                     threshold_b=Slider("MLSD distance threshold", 0.01, 20, 0.1, 0.01)))
+                     weights=("mlsd_tiny_512_fp32.pth",), threshold_a=Slider("MLSD Value Threshold", 0.01, 2, 0.1, 0.01),
+                     threshold_b=Slider("MLSD Distance Threshold", 0.01, 20, 0.1, 0.01)))
     add(Preprocessor("mlsd_opencv", ("mlsd",), free.mlsd_lsd, threshold_a=Slider("Minimum line length", 0, 200, 16),
                      note="OpenCV's line segment detector, a fallback when the M-LSD weights are absent"))
     add(Preprocessor("openpose_mediapipe", ("openpose",), nets.openpose_mediapipe,
@@ -38,13 +38,13 @@ def register(api) -> None:
                      note="MediaPipe's BlazePose (one person), drawn as the OpenPose skeleton"))
     add(Preprocessor("openpose", ("openpose",), nets.openpose, weights=("body_pose_model.pth",)))
     add(Preprocessor("depth_to_normal", ("normal",), free.depth_to_normal,
-                     threshold_a=Slider("Normal background threshold", 0, 1, 0.4, 0.01),
+                     threshold_a=Slider("Normal Background Threshold", 0, 1, 0.4, 0.01),
                      note="the upload is a depth map (near = bright); A1111's MiDaS normal formula"))
     add(Preprocessor("shuffle", ("shuffle",), free.shuffle))
     midas = ("dpt_hybrid-midas-501f0c75.pt",)
     add(Preprocessor("depth_midas", ("depth",), nets.depth_midas, weights=midas))
     add(Preprocessor("normal_midas", ("normal",), nets.normal_midas, weights=midas,
-                     threshold_a=Slider("Normal background threshold", 0, 1, 0.4, 0.01)))
+                     threshold_a=Slider("Normal Background Threshold", 0, 1, 0.4, 0.01)))
     add(Preprocessor("softedge_hed", ("softedge",), nets.hed_with(False), weights=("ControlNetHED.pth",)))
     add(Preprocessor("scribble_hed", ("scribble",), nets.hed_with(True), weights=("ControlNetHED.pth",)))
     lineart = ("sk_model.pth", "sk_model2.pth")

@@ -77,7 +77,9 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
                 request.hires.prompt or payload.prompt, request.hires.negative_prompt or payload.negative_prompt or "",
                 chosen)
         scripts = {k.lower(): v for k, v in (payload.alwayson_scripts or {}).items()}
-        request.control_units = control_units(studio, scripts.get("controlnet"), request.width, request.height)
+        control = control_units(studio, scripts.get("controlnet"), request.width, request.height,
+                                request.init_image)
+        request.control_units = control.units
         if request.hires is not None and request.hires.checkpoint:
             request.hires.checkpoint = checkpoint_name(studio, request.hires.checkpoint, "hr_checkpoint_name")
         refiner = payload.refiner_checkpoint
@@ -102,7 +104,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         else:
             result = jobs.run(job, lambda: state.generate(request, on_progress, job.should_stop, job.take_skip,
                                                           checkpoint, refiner))
-        warnings = unused_field_warnings(payload) + [
+        warnings = unused_field_warnings(payload) + control.warnings + [
             f"styles: no style named {name!r} in {studio.styles.path.name}; left out" for name in unknown_styles]
         if payload.save_images:
             try:
@@ -113,7 +115,8 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         hidden = set() if getattr(payload, "include_init_images", False) else {"init_images", "mask"}
         parameters = {k: v for k, v in payload.model_dump().items()     # A1111's fields only, as it answers
                       if k in type(payload).model_fields and k not in hidden}
-        return {"images": [encode_image(im) for im in result.images] if payload.send_images else [],
+        pictures = [*result.images, *control.detected_maps]      # the maps after the pictures, as the extension
+        return {"images": [encode_image(im) for im in pictures] if payload.send_images else [],
                 "parameters": parameters,
                 "info": info_json(payload, request, result, pipe.name, pipe.model_hash, pipe.vae_name, warnings)}
 
