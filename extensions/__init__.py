@@ -45,8 +45,11 @@ class Preprocessor:
     threshold_b: Slider | None = None
     note: str = ""                           # shown beside the choice, e.g. "OpenCV fallback"
     weights_source: str = "A1111's annotator file names"   # how to get the weights, said when they are missing
+    alternative_weights: tuple[str, ...] = ()  # another set of files it runs on instead, when they are all there
 
     def missing(self, weights_dir: Path) -> list[str]:
+        if self.alternative_weights and all((Path(weights_dir) / n).is_file() for n in self.alternative_weights):
+            return []
         return [name for name in self.weights if not (Path(weights_dir) / name).is_file()]
 
 

@@ -103,8 +103,30 @@ def test_openpose_mediapipe_previews_a_photographs_skeleton(page, app, tmp_path)
     page.get_by_role("option", name="none", exact=True).click()
 
 
+def test_openpose_full_previews_a_photographs_skeleton_with_hands_and_face(page, app, tmp_path):
+    from tests.photos import man_with_his_hands_showing
+    photo = man_with_his_hands_showing()
+    Image.fromarray(photo).save(tmp_path / "street.png")
+    page.get_by_role("tab", name="openpose", exact=True).click()
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name="openpose_full", exact=True).click()
+    page.set_input_files("#cn_openpose_image input[type=file]", str(tmp_path / "street.png"))
+    wait_until(lambda: page.locator("#cn_openpose_image img").count() > 0, 20, message="the upload")
+    page.click("#cn_openpose_preview_map")
+    full = app.studio.annotators.run("openpose_full", photo, 512)
+    body = app.studio.annotators.run("openpose_mediapipe", photo, 512)
+    expected = np.asarray(Image.fromarray(full).convert("L"))
+    wait_until(lambda: page.locator("#cn_openpose_map img").count() > 0
+               and np.array_equal(shown_image(page, "#cn_openpose_map"), expected), 60, message="the full skeleton")
+    face_dots = (full == 255).all(axis=2).sum()
+    hand_dots = (full == (0, 0, 255)).all(axis=2).sum() - (body == (0, 0, 255)).all(axis=2).sum()
+    assert face_dots > 500 and hand_dots > 300 and (body > 0).any(axis=2).sum() > 1000, (face_dots, hand_dots)
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name="none", exact=True).click()
+
+
 def test_units_of_other_tabs_join_when_marked(page, app):
-    """After the two tests above: the openpose unit, marked "also use", joins a generation from canny."""
+    """After the tests above: the openpose unit, marked "also use", joins a generation from canny."""
     page.get_by_role("tab", name="openpose", exact=True).click()
     page.locator("#cn_openpose_also_use input").check()
     page.get_by_role("tab", name="canny", exact=True).click()

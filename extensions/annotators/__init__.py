@@ -37,6 +37,16 @@ def register(api) -> None:
                      weights_source="from the mediapipe wheel on PyPI: python -m extensions.annotators.pose_models",
                      note="MediaPipe's BlazePose (one person), drawn as the OpenPose skeleton"))
     add(Preprocessor("openpose", ("openpose",), nets.openpose, weights=("body_pose_model.pth",)))
+    for name, body, hand, face in (("openpose_hand", True, True, False), ("openpose_face", True, False, True),
+                                   ("openpose_faceonly", False, False, True), ("openpose_full", True, True, True)):
+        parts = ("hand_landmark_full.tflite",) * hand + ("face_landmark.tflite",) * face
+        add(Preprocessor(name, ("openpose",), nets.openpose_parts(body, hand, face),
+                         weights=(pose_mediapipe.DETECTOR, pose_mediapipe.LANDMARKS, *parts),
+                         alternative_weights=nets.original_pose_files(hand, face),
+                         weights_source="from the mediapipe wheel on PyPI: python -m extensions.annotators.pose_models; "
+                                        f"or OpenPose's own {', '.join(nets.original_pose_files(hand, face))}",
+                         note="MediaPipe's pose, hand and face models drawn as OpenPose's keypoints (OpenPose's "
+                              "own networks when their .pth files are in the annotators folder)"))
     add(Preprocessor("depth_to_normal", ("normal",), free.depth_to_normal,
                      threshold_a=Slider("Normal Background Threshold", 0, 1, 0.4, 0.01),
                      note="the upload is a depth map (near = bright); A1111's MiDaS normal formula"))

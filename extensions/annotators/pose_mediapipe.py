@@ -24,7 +24,7 @@ OPENPOSE_FROM_BLAZEPOSE = [0, "neck", 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25
 _INTERPRETER_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def _interpreter(path: str):
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=path)
@@ -89,15 +89,21 @@ def _iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
     return inter / (np.prod(boxes[:, 2:], axis=1) + np.prod(box[2:]) - inter + 1e-9)
 
 
+def square_crop(centre, side: float, rotation: float, size: int) -> np.ndarray:
+    """The 2x3 affine map from the picture to a size x size crop of the square of `side` pixels about `centre`,
+    turned by `rotation` (0: the crop's up is the picture's up)."""
+    (x0, y0), c, s = centre, math.cos(rotation), math.sin(rotation)
+    corners = [(x0 + side * (c * u - s * v), y0 + side * (s * u + c * v))
+               for u, v in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5))]      # top left, top right, bottom left
+    return cv2.getAffineTransform(np.float32(corners), np.float32([[0, 0], [size, 0], [0, size]]))
+
+
 def body_crop(keypoints: np.ndarray) -> np.ndarray:
     """The 2x3 affine map from the picture to the 256x256 crop of the body's rotated square."""
     (x0, y0), (x1, y1) = keypoints[0], keypoints[1]
     size = 2 * math.hypot(x1 - x0, y1 - y0) * 1.25
     rotation = math.pi / 2 - math.atan2(-(y1 - y0), x1 - x0)
-    c, s = math.cos(rotation), math.sin(rotation)
-    corners = [(x0 + size * (c * u - s * v), y0 + size * (s * u + c * v))
-               for u, v in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5))]      # top left, top right, bottom left
-    return cv2.getAffineTransform(np.float32(corners), np.float32([[0, 0], [256, 0], [0, 256]]))
+    return square_crop((x0, y0), size, rotation, 256)
 
 
 def landmarks(rgb: np.ndarray, weights_dir: Path) -> np.ndarray | None:

@@ -79,6 +79,49 @@ def openpose(image, resolution, a=None, b=None, weights_dir=None):
                                                     output_type="np"))
 
 
+ORIGINAL_POSE = {"body": "body_pose_model.pth", "hand": "hand_pose_model.pth", "face": "facenet.pth"}
+
+
+@lru_cache(maxsize=2)
+def _openpose_original(folder: Path, hand: bool, face: bool):
+    from controlnet_aux.open_pose import OpenposeDetector
+    from controlnet_aux.open_pose.body import Body
+    from controlnet_aux.open_pose.face import Face
+    from controlnet_aux.open_pose.hand import Hand
+    return OpenposeDetector(Body(str(folder / ORIGINAL_POSE["body"])),
+                            Hand(str(folder / ORIGINAL_POSE["hand"])) if hand else None,
+                            Face(str(folder / ORIGINAL_POSE["face"])) if face else None)
+
+
+def original_pose_files(hand: bool, face: bool) -> tuple[str, ...]:
+    return tuple(ORIGINAL_POSE[k] for k, wanted in (("body", True), ("hand", hand), ("face", face)) if wanted)
+
+
+def _original_pose_map(img, folder: Path, body: bool, hand: bool, face: bool):
+    """OpenPose's own body, hand and face networks, as A1111's openpose_full runs them (controlnet_aux)."""
+    from .hands_face_mediapipe import draw_person
+    h, w = img.shape[:2]
+    canvas = np.zeros_like(img)
+    scale = np.array([w, h])
+    as_pixels = lambda points: None if points is None else np.array([(k.x, k.y) for k in points]) * scale
+    for pose in _openpose_original(folder, hand, face).detect_poses(img, include_hand=hand, include_face=face):
+        canvas = draw_person(canvas, pose.body.keypoints if body else None,
+                             [as_pixels(pose.left_hand), as_pixels(pose.right_hand)], as_pixels(pose.face))
+    return canvas
+
+
+def openpose_parts(body: bool, hand: bool, face: bool):
+    """openpose_hand / _face / _faceonly / _full: OpenPose's original networks when their files are in the
+    annotators folder, else MediaPipe's BlazePose, hand-landmark and face-mesh models."""
+    def run(image, resolution, a=None, b=None, weights_dir=None):
+        folder = Path(weights_dir)
+        if all((folder / name).is_file() for name in original_pose_files(hand, face)):
+            return _at(image, resolution, lambda img: _original_pose_map(img, folder, body, hand, face))
+        from .hands_face_mediapipe import openpose_map
+        return _at(image, resolution, lambda img: openpose_map(img, folder, body, hand, face))
+    return run
+
+
 def openpose_mediapipe(image, resolution, a=None, b=None, weights_dir=None):
     from .pose_mediapipe import pose_map
     return _at(image, resolution, lambda img: pose_map(img, Path(weights_dir)))
