@@ -297,3 +297,33 @@ def test_each_new_starter_controlnet_kind_trains_from_starter_edges_and_loads(tm
     assert torch.load(tmp_path / f"controlnet-{kind}.pt", weights_only=False)["step"] == 1
     loaded = load_controlnet(tmp_path / kind)
     assert loaded.config.global_pool_conditions == (kind == "shuffle")
+
+
+def test_natural_captions_join_the_cache_and_the_anchor_keeps_the_old_captions_meaning(tmp_path):
+    """--natural-captions adds prompts as people write them to the latent cache, after the grammar's own; with
+    --anchor-text the text encoder learns them while its output for the grammar's captions stays near the old."""
+    first = tmp_path / "first"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(first)])
+    train_unet.main(["--steps", "2", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(first)])
+    export.main(["--runs", str(first), "--out", str(tmp_path / "starter")])
+    with pytest.raises(SystemExit):     # an anchor needs a text encoder to stay near
+        train_unet.main(["--steps", "3", "--runs", str(tmp_path / "bad"), "--anchor-text", "1"])
+    runs, free = tmp_path / "anchored", tmp_path / "free"
+    common = ["--steps", "6", "--batch", "4", "--scenes", "16", "--eval-every", "0", "--lr", "1e-2",
+              "--init-from", str(tmp_path / "starter"), "--natural-captions", "2"]
+    train_unet.main([*common, "--runs", str(runs), "--anchor-text", "1000"])
+    cache = torch.load(runs / "latents.pt", weights_only=True)
+    assert cache["ids"].shape[:2] == (16, 5) and cache["own_captions"] == 3
+    train_unet.main([*common, "--runs", str(free)])
+
+    from engine.tokenizer import CLIPTokenizer
+    old = train_unet.make_models()[1]
+    old.load_state_dict(load_file(tmp_path / "starter" / "text_encoder" / "model.safetensors"))
+    tokens = CLIPTokenizer()(["a red circle in the center on a blue background"])
+    drift = {}
+    for name, folder in (("anchored", runs), ("free", free)):
+        encoder = train_unet.make_models()[1]
+        encoder.load_state_dict(torch.load(folder / "unet.pt", weights_only=True)["text_encoder"])
+        with torch.no_grad():
+            drift[name] = (encoder(tokens).last_hidden_state - old(tokens).last_hidden_state).pow(2).mean().item()
+    assert drift["anchored"] < drift["free"] / 2, drift

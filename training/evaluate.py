@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from training.common import EVAL_SEED_START, RUNS
+from training.natural_captions import natural_caption
 from training.scenes import COLORS, POSITIONS, caption, random_scene, render, scene_for
 
 COLOR_NAMES = list(COLORS)
@@ -157,13 +158,15 @@ def training_pipeline(unet, text_encoder, scaling_factor: float, runs, predictio
     return pipe
 
 
-def training_captions(scenes: int, per_scene: int = 3) -> set[str]:
+def training_captions(scenes: int, per_scene: int = 3, natural: int = 0) -> set[str]:
+    """Every caption the UNet stage's latent cache holds (as train_unet.build_latent_cache writes them)."""
     texts = set()
     for s in range(scenes):
         scene, first = scene_for(s)
         rng = random.Random(s * 7919 + 1)
         texts.add(first)
         texts.update(caption(scene, rng) for _ in range(per_scene - 1))
+        texts.update(natural_caption(scene, rng) for _ in range(natural))
     return texts
 
 
@@ -175,6 +178,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=7.0)
     parser.add_argument("--training-scenes", type=int, default=60000)
+    parser.add_argument("--natural-captions", type=int, default=0, help="as the training run had it")
     args = parser.parse_args(argv)
     import torch
     from engine import Device, load_pipeline
@@ -184,7 +188,7 @@ def main(argv=None):
     classifier_accuracy = np.mean([classify_shape(analyse(render(sc))["features"]) == sc.shapes[0].kind
                                    for _, sc, _ in checks])
     results = evaluate(pipe, args.images, args.sampler, args.steps, args.cfg,
-                       exclude=training_captions(args.training_scenes))
+                       exclude=training_captions(args.training_scenes, natural=args.natural_captions))
     seconds = results.pop("seconds per image")
     lines = ["| measure | result | target |", "| --- | --- | --- |"]
     targets = {"color": 0.9, "shape": 0.8, "position": 0.8, "background": 0.9}

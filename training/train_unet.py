@@ -19,6 +19,9 @@ noisy latent has not yet decided the shape's place, so the words get more of the
 LCM still fit): for t >= T the UNet is shown noise alone, which is what sampling starts from, and must still
 predict the picture (its eps target is the one that turns that noise into x_0), so only the words can tell it where
 the shape goes. On the 20-step Karras schedule the first two steps (t = 999 and about 960) fall in t >= 960.
+--natural-captions adds captions written as people write prompts (training/natural_captions.py) to the cache;
+--anchor-text keeps the text encoder's output for the scene grammar's own captions where --init-from had it,
+so the ControlNets and the LCM, trained on those outputs, still fit while the encoder learns the new wording.
 --bf16 trains under bf16 autocast (on CPUs with AMX or AVX-512 BF16 about 1.35x faster a step).
 """
 import argparse
@@ -34,6 +37,7 @@ from engine.sampling import DiscreteSchedule
 from engine.tokenizer import CLIPTokenizer
 from training.common import (RUNS, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG, fp32_weights, image_batch,
                              load_checkpoint, save_checkpoint, setup_threads)
+from training.natural_captions import natural_caption
 from training.scenes import caption, scene_for
 
 
@@ -53,8 +57,10 @@ def stage_one_vae(runs: Path, init_from: Path | None) -> AutoencoderKL:
 
 
 @torch.no_grad()
-def build_latent_cache(vae: AutoencoderKL, runs: Path, count: int, captions_per_scene: int = 3) -> dict:
-    """Encode `count` training scenes once; keep several captions of each (varied wording)."""
+def build_latent_cache(vae: AutoencoderKL, runs: Path, count: int, captions_per_scene: int = 3,
+                       natural_captions: int = 0) -> dict:
+    """Encode `count` training scenes once; keep several captions of each (varied wording): the scene
+    generator's own first, then `natural_captions` written as people write prompts."""
     tokenizer = CLIPTokenizer()
     latents, ids = [], []
     for start in range(0, count, 256):
@@ -65,10 +71,12 @@ def build_latent_cache(vae: AutoencoderKL, runs: Path, count: int, captions_per_
             scene, first = scene_for(s)
             rng = random.Random(s * 7919 + 1)
             texts += [first] + [caption(scene, rng) for _ in range(captions_per_scene - 1)]
-        ids.append(tokenizer(texts).view(len(seeds), captions_per_scene, -1).int())
+            texts += [natural_caption(scene, rng) for _ in range(natural_captions)]
+        ids.append(tokenizer(texts).view(len(seeds), captions_per_scene + natural_captions, -1).int())
         print(f"encoded {start + len(seeds)} / {count}", flush=True)
     latents = torch.cat(latents)
-    cache = {"latents": latents, "ids": torch.cat(ids), "scaling_factor": 1.0 / latents.float().std().item()}
+    cache = {"latents": latents, "ids": torch.cat(ids), "scaling_factor": 1.0 / latents.float().std().item(),
+             "own_captions": captions_per_scene}
     save_checkpoint(runs / "latents.pt", **cache)
     return cache
 
@@ -111,14 +119,21 @@ def main(argv=None):
     parser.add_argument("--pure-noise-from", type=int, default=1000,
                         help="for t >= this the noisy latent is noise alone (1000: never)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
+    parser.add_argument("--natural-captions", type=int, default=0,
+                        help="captions per scene written as people write prompts, beside the 3 of the scene grammar")
+    parser.add_argument("--anchor-text", type=float, default=0.0,
+                        help="weight of a loss keeping the text encoder's output for the scene grammar's captions "
+                             "where --init-from had it (the ControlNets and the LCM were trained on those)")
     args = parser.parse_args(argv)
     if args.zero_terminal_snr and args.prediction != "v_prediction":
         parser.error("--zero-terminal-snr needs --prediction v_prediction (eps is undefined where no signal is left)")
     setup_threads()
     checkpoint = args.runs / "unet.pt"
     cache = load_checkpoint(args.runs / "latents.pt") or build_latent_cache(stage_one_vae(args.runs, args.init_from),
-                                                                          args.runs, args.scenes)
+                                                                          args.runs, args.scenes,
+                                                                          natural_captions=args.natural_captions)
     latents, ids, scale = cache["latents"], cache["ids"], cache["scaling_factor"]
+    own_captions = cache.get("own_captions", ids.shape[1])
     unet, text_encoder = make_models()
     ema_unet, ema_text = make_models()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -141,6 +156,12 @@ def main(argv=None):
             print(f"continuing from {args.init_from} at step {step}")
         ema_unet.load_state_dict(unet.state_dict())
         ema_text.load_state_dict(text_encoder.state_dict())
+    anchor = None
+    if args.anchor_text:
+        if args.init_from is None:
+            parser.error("--anchor-text keeps the text encoder near --init-from's: give --init-from")
+        anchor = make_models()[1].eval().requires_grad_(False)
+        anchor.load_state_dict(fp32_weights(args.init_from / "text_encoder" / "model.safetensors"))
     schedule = DiscreteSchedule(zero_terminal_snr=args.zero_terminal_snr)
     alphas_cumprod = schedule.alphas_cumprod.float()
     snr = alphas_cumprod / (1 - alphas_cumprod)
@@ -166,12 +187,18 @@ def main(argv=None):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 200)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            prediction = unet(x_t, t, text_encoder(tokens.long()).last_hidden_state).float()
+            context = text_encoder(tokens.long()).last_hidden_state
+            prediction = unet(x_t, t, context).float()
         if args.prediction == "epsilon":
             target = noise
         else:                                                             # v = sqrt(a) eps - sqrt(1 - a) x0
             target = a.sqrt() * noise - (1 - a).sqrt() * x0
         loss = (loss_weight[t] * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
+        if anchor is not None:   # the scene grammar's captions (and the empty one) keep their old meaning
+            own = which < own_captions
+            with torch.no_grad():
+                old = anchor(tokens[own].long()).last_hidden_state
+            loss = loss + args.anchor_text * (context[own].float() - old).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
