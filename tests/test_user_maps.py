@@ -85,8 +85,10 @@ def test_the_colour_judgement_tells_the_prompts_colours_from_swapped_ones():
 def test_the_shuffle_measure_tells_the_references_colours_from_others():
     from training import evaluate_shuffle
     for seed, scene, prompts in evaluate_shuffle.held_out(6):
-        assert evaluate_shuffle.judged(scene, render(scene)) == (1.0, 1.0)
+        assert evaluate_shuffle.judged(scene, render(scene)) == (1.0, 1.0, 1.0)
         other = next(c for c in ("red", "blue", "green") if c != scene.background
                      and c not in {s.color for s in scene.shapes})
-        assert evaluate_shuffle.judged(scene, Image.new("RGB", (64, 64), COLORS[other])) == (0.0, 0.0)
+        assert evaluate_shuffle.judged(scene, Image.new("RGB", (64, 64), COLORS[other])) == (0.0, 0.0, 0.0)
+        background_only = Image.new("RGB", (64, 64), COLORS[scene.background])
+        assert 0.5 < evaluate_shuffle.judged(scene, background_only)[2] < 1.0
         assert prompts["empty"] == "" and not any(s.color in prompts["shapes"] for s in scene.shapes)

@@ -8,7 +8,9 @@ shuffle ControlNet pools its residuals over space (as A1111's control_v11e_sd15_
 and textures, not places. The prompt is empty (guess mode) or names shapes without colours ("a circle and a
 star"); each picture is made with the map and, at the same seed and prompt, without it:
 - background colour right: most of the picture's border is nearest the reference's background colour;
-- thing colour right: most of its foreground is nearest one of the reference's shape colours.
+- thing colour right: most of its foreground is nearest one of the reference's shape colours;
+- colour-histogram similarity: the intersection of the two pictures' histograms over the scene colours (each
+  pixel counted as its nearest colour), 1 when the picture has the reference's colours in the same shares.
 Writes training/runs/eval-shuffle.md.
 """
 import argparse
@@ -18,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from training.common import EVAL_SEED_START, RUNS
-from training.evaluate_adherence import colours_right, generate, write_report
+from training.evaluate_adherence import colours_right, generate, nearest_colours, write_report
 from training.scenes import SHAPE_WORDS, free_scene, render
 
 PHOTO = 512
@@ -42,13 +44,24 @@ def shuffle_unit(annotators, controlnet, scene, seed: int, guess: bool):
     return ControlUnit(controlnet, Image.fromarray(detected), weight=1.0, guess_mode=guess)
 
 
-def judged(scene, image) -> tuple[float, float]:
+def colour_histogram(image) -> dict[str, float]:
+    names = nearest_colours(np.asarray(image.convert("RGB"), np.float32).reshape(-1, 3))
+    return {name: names.count(name) / len(names) for name in set(names)}
+
+
+def histogram_similarity(image, reference) -> float:
+    ours, theirs = colour_histogram(image), colour_histogram(reference)
+    return sum(min(share, theirs.get(name, 0.0)) for name, share in ours.items())
+
+
+def judged(scene, image) -> tuple[float, float, float]:
+    """(background colour right, thing colour right, colour-histogram similarity to the reference)."""
     thing, background = colours_right(image, {s.color for s in scene.shapes}, scene.background)
-    return background, thing
+    return background, thing, histogram_similarity(image, render(scene))
 
 
 def measure(pipe, controlnet, annotators, cases, steps: int = 20) -> dict:
-    """{prompt kind: {"with": (background right, thing right), "without": (...)}}."""
+    """{prompt kind: {"with": (background right, thing right, histogram similarity), "without": (...)}}."""
     table = {}
     for kind in PROMPTS:
         rows = {"with": [], "without": []}
@@ -62,12 +75,12 @@ def measure(pipe, controlnet, annotators, cases, steps: int = 20) -> dict:
 
 def report(table: dict, count: int, name: str) -> str:
     lines = [f"{name}: {count} held-out 512-px reference pictures through content shuffle, DPM++ 2M 20 steps, "
-             "CFG 7", "", "| prompt | background colour right with / without | thing colour right with / without |",
-             "| --- | --- | --- |"]
+             "CFG 7", "", "| prompt | background colour right with / without | thing colour right with / without "
+             "| colour-histogram similarity with / without |", "| --- | --- | --- | --- |"]
     label = {"empty": "empty, guess mode", "shapes": "names shapes, no colours"}
     for kind, row in table.items():
-        (bw, tw), (bo, to) = row["with"], row["without"]
-        lines.append(f"| {label[kind]} | {bw:.0%} / {bo:.0%} | {tw:.0%} / {to:.0%} |")
+        (bw, tw, hw), (bo, to, ho) = row["with"], row["without"]
+        lines.append(f"| {label[kind]} | {bw:.0%} / {bo:.0%} | {tw:.0%} / {to:.0%} | {hw:.3f} / {ho:.3f} |")
     return "\n".join(lines) + "\n"
 
 
