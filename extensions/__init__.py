@@ -48,9 +48,14 @@ class Preprocessor:
     alternative_weights: tuple[str, ...] = ()  # another set of files it runs on instead, when they are all there
 
     def missing(self, weights_dir: Path) -> list[str]:
-        if self.alternative_weights and all((Path(weights_dir) / n).is_file() for n in self.alternative_weights):
+        if self.alternative_weights and not missing_in(weights_dir, self.alternative_weights):
             return []
-        return [name for name in self.weights if not (Path(weights_dir) / name).is_file()]
+        return missing_in(weights_dir, self.weights)
+
+
+def missing_in(folder: Path, names) -> list[str]:
+    """The files of `names` that are not in `folder`."""
+    return [name for name in names if not (Path(folder) / name).is_file()]
 
 
 class AnnotatorError(Exception):

@@ -86,15 +86,20 @@ def test_openpose_tab_names_missing_weights_and_takes_a_pose_picture(page, app, 
     assert "Module: none, Model: control_test_openpose" in page.locator("#cn_openpose_info textarea").input_value()
 
 
+def preview_photo(page, preprocessor: str, path):
+    """On the openpose tab: pick the preprocessor, upload the photo, ask for the map."""
+    page.get_by_role("tab", name="openpose", exact=True).click()
+    page.locator("#cn_openpose_preprocessor input").click()
+    page.get_by_role("option", name=preprocessor, exact=True).click()
+    page.set_input_files("#cn_openpose_image input[type=file]", str(path))
+    wait_until(lambda: page.locator("#cn_openpose_image img").count() > 0, 20, message="the upload")
+    page.click("#cn_openpose_preview_map")
+
+
 def test_openpose_mediapipe_previews_a_photographs_skeleton(page, app, tmp_path):
     from skimage.data import astronaut
     Image.fromarray(astronaut()).save(tmp_path / "astronaut.png")
-    page.get_by_role("tab", name="openpose", exact=True).click()
-    page.locator("#cn_openpose_preprocessor input").click()
-    page.get_by_role("option", name="openpose_mediapipe", exact=True).click()
-    page.set_input_files("#cn_openpose_image input[type=file]", str(tmp_path / "astronaut.png"))
-    wait_until(lambda: page.locator("#cn_openpose_image img").count() > 0, 20, message="the upload")
-    page.click("#cn_openpose_preview_map")
+    preview_photo(page, "openpose_mediapipe", tmp_path / "astronaut.png")
     expected = np.asarray(Image.fromarray(app.studio.annotators.run("openpose_mediapipe", astronaut(), 512)).convert("L"))
     wait_until(lambda: page.locator("#cn_openpose_map img").count() > 0
                and np.array_equal(shown_image(page, "#cn_openpose_map"), expected), 60, message="the skeleton")
@@ -107,12 +112,7 @@ def test_openpose_full_previews_a_photographs_skeleton_with_hands_and_face(page,
     from tests.photos import man_with_his_hands_showing
     photo = man_with_his_hands_showing()
     Image.fromarray(photo).save(tmp_path / "street.png")
-    page.get_by_role("tab", name="openpose", exact=True).click()
-    page.locator("#cn_openpose_preprocessor input").click()
-    page.get_by_role("option", name="openpose_full", exact=True).click()
-    page.set_input_files("#cn_openpose_image input[type=file]", str(tmp_path / "street.png"))
-    wait_until(lambda: page.locator("#cn_openpose_image img").count() > 0, 20, message="the upload")
-    page.click("#cn_openpose_preview_map")
+    preview_photo(page, "openpose_full", tmp_path / "street.png")
     full = app.studio.annotators.run("openpose_full", photo, 512)
     body = app.studio.annotators.run("openpose_mediapipe", photo, 512)
     expected = np.asarray(Image.fromarray(full).convert("L"))

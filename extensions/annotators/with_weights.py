@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extensions import missing_in
+
 from .model_free import resize_with_pad
 
 
@@ -115,7 +117,7 @@ def openpose_parts(body: bool, hand: bool, face: bool):
     annotators folder, else MediaPipe's BlazePose, hand-landmark and face-mesh models."""
     def run(image, resolution, a=None, b=None, weights_dir=None):
         folder = Path(weights_dir)
-        if all((folder / name).is_file() for name in original_pose_files(hand, face)):
+        if not missing_in(folder, original_pose_files(hand, face)):
             return _at(image, resolution, lambda img: _original_pose_map(img, folder, body, hand, face))
         from .hands_face_mediapipe import openpose_map
         return _at(image, resolution, lambda img: openpose_map(img, folder, body, hand, face))

@@ -166,12 +166,12 @@ def control_units(studio: Studio, script: dict | None, width: int, height: int,
                                          plan.warnings)
         if unit.pixel_perfect:
             resolution = pixel_perfect_resolution(picture, width, height, resize)
+        name = None if unit.model in NO_MODEL else model_name(studio, unit.model)   # before any detection
         control = detect_map(studio, module, picture, resolution, a, b)
         if module != "none" and unit.save_detected_map:
             plan.detected_maps.append(Image.fromarray(control.astype(np.uint8)))   # as /detect returns it
-        if unit.model in NO_MODEL:      # a preprocessor-only unit: its map, no ControlNet
+        if name is None:                # a preprocessor-only unit: its map, no ControlNet
             continue
-        name = model_name(studio, unit.model)
         try:
             net = studio.state.controlnet(name)
         except (EngineError, FileNotFoundError) as e:
