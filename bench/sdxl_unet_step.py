@@ -2,6 +2,8 @@
 
     python -m bench.sdxl_unet_step                     # full-size SDXL base, 768x768 and 1024x1024, fp32
     python -m bench.sdxl_unet_step --tiny --sizes 64   # the slim test UNet, to check the script quickly
+    python -m bench.sdxl_unet_step --worker engine --folder /tmp/studio-bench/sdxl-unet-random --size 768 \
+        --repeats 1 --profile                          # one side's operators, to see where the time goes
 
 A diffusers `unet/` folder of SDXL base's architecture (2.6 B parameters, 10.3 GB in fp32) with seeded random
 weights is written once to --cache. Each side then runs in a fresh worker process of its own, as its users run
@@ -49,7 +51,7 @@ def inputs(config: dict, size: int):
                 time_ids=torch.tensor([[size, size, 0, 0, size, size]] * 2, dtype=torch.float32))
 
 
-def worker(folder: Path, side: str, precision: str, size: int, repeats: int) -> dict:
+def worker(folder: Path, side: str, precision: str, size: int, repeats: int, profile: bool = False) -> dict:
     dtype = DTYPES[precision]
     config = json.loads((folder / "config.json").read_text())
     x = inputs(config, size)
@@ -73,6 +75,13 @@ def worker(folder: Path, side: str, precision: str, size: int, repeats: int) -> 
             call()
             if i:                       # the first call is the warm-up
                 times.append(time.perf_counter() - start)
+        if profile:                     # one more call, its operators to stderr
+            from torch.profiler import profile as profiled
+            with profiled(record_shapes=True) as trace:
+                call()
+            print(trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=20), file=sys.stderr)
+            print(trace.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                                       row_limit=30), file=sys.stderr)
     return {"step_s": statistics.median(times), "rss_gib": peak_of_this_process()}
 
 
@@ -95,9 +104,11 @@ def main(argv=None) -> str:
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--size", type=int)
+    parser.add_argument("--profile", action="store_true", help="worker: profile one more call (to stderr)")
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.folder, args.worker, args.precision, args.size, args.repeats)))
+        print(json.dumps(worker(args.folder, args.worker, args.precision, args.size, args.repeats,
+                                args.profile)))
         return ""
     folder = build_unet_folder(args.cache, args.tiny)
     rows = ["| case | engine | diffusers | engine / diffusers |", "|---|---|---|---|"]
