@@ -5,7 +5,8 @@ from .errors import (CorruptCheckpointError, EngineError, MissingKeysError, Mode
 from .pipeline import Pipeline, load_pipeline
 from .request import GenerationRequest, GenerationResult, InvalidRequestError
 from .version import __version__
+from .zero_shot import ZeroShotEdit
 
 __all__ = ["CorruptCheckpointError", "Device", "EngineError", "GenerationRequest", "GenerationResult",
            "InvalidRequestError", "MissingKeysError", "ModelLoadError", "Pipeline", "UnsafePickleError",
-           "UnsupportedArchitectureError", "WrongFileTypeError", "__version__", "load_pipeline"]
+           "UnsupportedArchitectureError", "WrongFileTypeError", "ZeroShotEdit", "__version__", "load_pipeline"]

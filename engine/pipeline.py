@@ -164,6 +164,12 @@ class Pipeline:
         takes over at `req.refiner_switch_at` (engine.refiner). With `req.hires`, the hires fix's second pass
         runs on `hires_model` (default: this one) with the model upscalers `upscalers` (name -> step)."""
         req.validate()
+        if req.zero_shot is not None:    # its picture's known part as the img2img start, at the canvas size
+            width, height = req.zero_shot.canvas_size()
+            req = dataclasses.replace(req, init_image=req.zero_shot.projection().start_image(), width=width,
+                                      height=height, resize_mode="Just resize",
+                                      extra_infotext={**req.extra_infotext, **req.zero_shot.infotext()})
+            req.validate()
         refiner = usable_refiner(self, refiner)
         if req.hires is not None:
             return generate_hires(self, req, progress, should_stop, should_skip, refiner, hires_model, upscalers)
@@ -180,6 +186,8 @@ class Pipeline:
         refiner_text = None if refiner is None else refiner.encode_prompts(req, prompt)
         lora_fields = {**lora_fields, **embedding_fields(self.prompts, text, req.clip_skip)}
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
+        if req.zero_shot is not None:
+            source.projection = req.zero_shot.projection()
 
         result = GenerationResult([], seeds, subseeds, [])
         steps_done = [0]
@@ -199,6 +207,8 @@ class Pipeline:
             if latents is not None:
                 with seamless([self.vae], req.tiling):
                     pixels = self.decode_latents(latents)
+                if source is not None and source.projection is not None:   # the known part exactly kept
+                    pixels = source.projection.final(pixels)
                 result.latents.extend(latents.float().cpu())
                 if not torch.isfinite(latents).all() or not torch.isfinite(pixels).all():
                     raise NumericalError(
@@ -273,6 +283,7 @@ class Pipeline:
                              "sdxl" if self.unet.config.is_sdxl else "sd").to(device)
         n = len(seeds)
         concat, init, keep = None, None, None
+        projection = source.projection if source is not None else None
 
         if source is None:
             x = x * ((1 + sigmas[0] ** 2) ** 0.5 if spec.unit_start else sigmas[0])
@@ -329,6 +340,9 @@ class Pipeline:
             if keep is not None:     # inpainting: outside the mask the original, for each estimate
                 blend = lambda d: init * keep + d * (1 - keep)   # noqa: E731
                 denoised = tuple(map(blend, denoised)) if spec.cfg_pp else blend(denoised)
+            if projection is not None:   # zero-shot editing: each estimate put back on the constraint, in pixels
+                project = lambda d: self.encode_images(projection(self.decode_latents(d))).to(d)   # noqa: E731
+                denoised = tuple(map(project, denoised)) if spec.cfg_pp else project(denoised)
             return denoised
 
         def callback(i, x, denoised):
@@ -338,6 +352,8 @@ class Pipeline:
         options = {**spec.defaults, **({"eta": req.eta} if req.eta is not None else {}), "s_noise": req.s_noise,
                    "sigma_min": self.schedule.sigma_min}
         options = {k: v for k, v in options.items() if k in spec.options}
+        if spec.needs_schedule:
+            options["schedule"] = self.schedule
         noise_sampler = noise if spec.noise == "ancestral" else None
         if spec.noise == "brownian":
             noise_sampler = BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), seeds)

@@ -10,6 +10,7 @@ from .hires import HiresFix
 from .images import MASKED_CONTENT, RESIZE_MODES
 from .refiner import DEFAULT_SWITCH_AT
 from .sampling import SAMPLERS, SCHEDULE_NAMES
+from .zero_shot import ZeroShotEdit
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
 MAX_PROMPT_CHARACTERS = 10_000          # about 30 chunks of 77 tokens
@@ -55,6 +56,7 @@ class GenerationRequest:
     control_units: list[ControlUnit] = field(default_factory=list)    # ControlNet, summed
     refiner_switch_at: float = DEFAULT_SWITCH_AT   # fraction of the run after which a refiner, when one is given, takes over
     hires: HiresFix | None = None       # txt2img's hires fix: a second, img2img pass at a larger size
+    zero_shot: ZeroShotEdit | None = None   # colorize / super-resolve / outpaint its picture (engine.zero_shot)
     first_pass_steps: int | None = None  # set on a hires fix's second pass: prompt edits count on from there
     extra_infotext: dict = field(default_factory=dict)
 
@@ -88,6 +90,13 @@ class GenerationRequest:
             require(1 <= self.steps <= grid, f"the LCM schedule takes 1 to {grid} steps"
                     + (f" at denoising strength {self.denoising_strength:g}" if self.is_img2img else "")
                     + f", not {self.steps}")
+        if self.zero_shot is not None:
+            require(self.mask is None and self.init_latent is None and self.hires is None,
+                    "a zero-shot edit starts from its own picture: no mask, init latent or hires fix with it")
+            self.zero_shot.validate(require)
+            require(max(self.zero_shot.picture.size) <= MAX_IMAGE_SIDE, "the zero-shot picture is "
+                    f"{self.zero_shot.picture.size[0]}x{self.zero_shot.picture.size[1]}; at most "
+                    f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} is taken")
         for name in ("width", "height"):
             value = getattr(self, name)
             require(64 <= value <= 2048 and value % 8 == 0, f"{name} must be a multiple of 8 from 64 to 2048, not {value}")

@@ -241,6 +241,39 @@ def test_the_sd_upscale_script_on_img2img(app):
     assert status == 422 and "img2img script" in json.dumps(answer)
 
 
+def test_zero_shot_colorize_and_super_resolve_as_an_alwayson_script(app):
+    from training.scenes import render, scene_for
+    scene, text = scene_for(900_002, max_shapes=1)
+    truth = render(scene)
+    grey = truth.convert("L").convert("RGB")
+    base = {"prompt": text, "sampler_name": "LCM", "steps": 2, "cfg_scale": 1.5, "seed": 4, "denoising_strength": 1,
+            "override_settings": {"sd_model_checkpoint": "starter-lcm"}}
+    status, answer = call(app, "/sdapi/v1/img2img", {**base, "init_images": [b64png(grey)],
+                                                     "alwayson_scripts": {"zero-shot edit": {"args": ["colorize"]}}})
+    assert status == 200, answer
+    out = picture(answer["images"][0]).convert("RGB")
+    kept = np.abs(np.asarray(out.convert("L"), np.float32) - np.asarray(grey.convert("L"), np.float32))
+    assert kept.mean() < 0.5 and np.asarray(out).std(axis=2).mean() > 20     # the brightness kept, colours made
+    assert "Zero-shot: Colorize" in json.loads(answer["info"])["infotexts"][0]
+    small = truth.resize((16, 16), Image.BOX)
+    status, answer = call(app, "/sdapi/v1/img2img", {**base, "init_images": [b64png(small)], "width": 512,
+                                                     "alwayson_scripts": {"Zero-shot edit": {"args": ["super-resolve", 4]}}})
+    assert status == 200, answer
+    out = picture(answer["images"][0]).convert("RGB")
+    assert out.size == (64, 64)                                 # the task decides the size, not width / height
+    assert np.abs(np.asarray(out.resize((16, 16), Image.BOX), np.float32) - np.asarray(small, np.float32)).max() <= 1.5
+    for where, body, message in [
+            ("img2img", {"init_images": [b64png(grey)], "alwayson_scripts": {"zero-shot edit": {"args": ["sharpen"]}}},
+             "choose one of: colorize, super-resolve, outpaint"),
+            ("img2img", {"init_images": [b64png(small)],
+                         "alwayson_scripts": {"zero-shot edit": {"args": ["super-resolve", 3]}}}, "scale must be one of"),
+            ("txt2img", {"alwayson_scripts": {"zero-shot edit": {"args": ["colorize"]}}}, "img2img script")]:
+        status, answer = call(app, f"/sdapi/v1/{where}", {**base, **body})
+        assert status == 422 and message in json.dumps(answer), answer
+    status, listed = call(app, "/sdapi/v1/script-info")
+    assert any(entry["name"] == "zero-shot edit" and entry["is_img2img"] for entry in listed)
+
+
 def test_png_info_lists_and_options(app):
     _, answer = call(app, "/sdapi/v1/txt2img", {"prompt": "a green star", "steps": 2, "seed": 7})
     status, found = call(app, "/sdapi/v1/png-info", {"image": answer["images"][0]})

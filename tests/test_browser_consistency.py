@@ -112,3 +112,52 @@ def test_a_lora_picked_from_the_list_goes_into_the_prompt_and_the_picture(page, 
     page.click("#consistency_generate")
     wait_until(lambda: info(page).startswith("a red circle <lora:shapes-style:0.6>"), 60, message="the picture")
     assert 'Lora hashes: "shapes-style: ' in info(page)
+
+
+def upload_to_canvas(page, path):
+    def zoom():
+        found = re.search(r"(\d+)%", page.inner_text("#consistency_image"))
+        return found and found.group(1)
+    before = wait_until(zoom, 20, message="the canvas")
+    page.set_input_files("#consistency_image input[type=file]", str(path))
+    wait_until(lambda: zoom() != before, 20, message="the canvas to fit the uploaded picture")
+    page.wait_for_timeout(500)
+
+
+def test_colorize_and_super_resolve_a_picture(page, app, tmp_path):
+    """Zero-shot edits from the tab: a greyscale scene comes back with its brightness and new colours; a 16-px
+    picture comes back four times as large with its pixels as the averages of the larger one's."""
+    import numpy as np
+    from PIL import Image
+
+    from training.scenes import render, scene_for
+    page.uncheck("#consistency_live input")
+    scene, text = scene_for(900_003, max_shapes=1)
+    truth = render(scene)
+    grey = truth.convert("L").convert("RGB")
+    grey.save(tmp_path / "grey.png")
+    if not page.locator("#consistency_task").is_visible():
+        page.get_by_text("Start from a picture").click()
+    page.locator("#consistency_task").get_by_text("Colorize").click()
+    upload_to_canvas(page, tmp_path / "grey.png")
+    page.fill("#consistency_prompt textarea", text)
+    before = len(saved(app, "consistency"))
+    page.click("#consistency_generate")
+    wait_until(lambda: "Zero-shot: Colorize" in info(page), 90, message="the colorized picture")
+    wait_until(lambda: len(saved(app, "consistency")) > before, 10, message="the picture saved")
+    made = Image.open(saved(app, "consistency")[-1]).convert("RGB")
+    assert made.size == (64, 64) and "Denoising strength: 1" in info(page)    # picking the task set strength 1
+    kept = np.abs(np.asarray(made.convert("L"), np.float32) - np.asarray(grey.convert("L"), np.float32))
+    assert kept.mean() < 1 and np.asarray(made).std(axis=2).mean() > 20
+
+    small = truth.resize((16, 16), Image.BOX)
+    small.save(tmp_path / "small.png")
+    page.locator("#consistency_task").get_by_text("Super-resolve").click()
+    upload_to_canvas(page, tmp_path / "small.png")
+    before = len(saved(app, "consistency"))
+    page.click("#consistency_generate")
+    wait_until(lambda: "Zero-shot: Super-resolve" in info(page), 90, message="the super-resolved picture")
+    wait_until(lambda: len(saved(app, "consistency")) > before, 10, message="the picture saved")
+    made = Image.open(saved(app, "consistency")[-1]).convert("RGB")
+    assert made.size == (64, 64) and "Zero-shot scale: 4" in info(page)
+    assert np.abs(np.asarray(made.resize((16, 16), Image.BOX), np.float32) - np.asarray(small, np.float32)).max() <= 2

@@ -1,6 +1,7 @@
 """LCM and consistency-model sampling against diffusers' LCMScheduler and CMStochasticIterativeScheduler,
 step by step with the same UNet and the same noise draws."""
 import diffusers
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,41 @@ def test_consistency_sampler_matches_cm_stochastic_iterative_scheduler(unets):
             ours = sample_consistency(lambda x, s: f(x, s, context), start.clone(), sigmas, sigma_min=0.002,
                                       noise=lambda s, s_next: torch.randn(start.shape, generator=draws))
         assert close(ours, latents) <= 1e-4, f"{steps} steps: {close(ours, latents):.2e}"
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.0, 1.0])
+def test_tcd_sampler_matches_tcd_scheduler(unets, gamma):
+    """Trajectory consistency distillation's sampler against diffusers' TCDScheduler: same UNet (a plain eps
+    UNet, as TCD models and TCD-LoRAs are), same noise draws, the same timesteps and final sample."""
+    ref_unet, unet = unets["plain"]
+    context, schedule = unets["context"], DiscreteSchedule()
+    cond = Conditioning(context)
+    for steps in (1, 2, 3, 4, 8):
+        start = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(steps))
+        scheduler = diffusers.TCDScheduler(**SD_SCHEDULER)
+        scheduler.set_timesteps(steps)
+        latents, generator = start.clone(), torch.Generator().manual_seed(9)
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                eps = ref_unet(latents, t, context).sample
+                latents = scheduler.step(eps, t, latents, eta=gamma, generator=generator, return_dict=False)[0]
+        sigmas = make_sigmas("TCD", "Automatic", steps, schedule)
+        assert schedule.sigma_to_t(sigmas[:-1]).round().long().tolist() == scheduler.timesteps.tolist()
+        denoiser = Denoiser(unet, schedule)
+        draws = torch.Generator().manual_seed(9)
+        ours = SAMPLERS["TCD"].function(lambda x, s: denoiser(x, s, cond), start * (1 + sigmas[0] ** 2) ** 0.5,
+                                        sigmas, noise=lambda s, s_next: torch.randn(start.shape, generator=draws),
+                                        eta=gamma, schedule=schedule)
+        assert close(ours, latents) <= 1e-4, f"gamma {gamma}, {steps} steps: {close(ours, latents):.2e}"
+
+
+def test_tcd_runs_from_a_request_with_eta_as_gamma():
+    from engine import Device, GenerationRequest, load_pipeline
+    from training.common import STARTER_DIR
+    pipe = load_pipeline(STARTER_DIR, Device.cpu_fp32())
+    base = dict(prompt="a red star on a blue background", sampler="TCD", steps=4, cfg_scale=3, seed=2)
+    first = pipe.generate(GenerationRequest(**base)).images[0]
+    assert "Sampler: TCD" in first.info["parameters"]
+    assert np.asarray(pipe.generate(GenerationRequest(**base)).images[0]).tolist() == np.asarray(first).tolist()
+    other = pipe.generate(GenerationRequest(**base, eta=0.9)).images[0]
+    assert np.abs(np.asarray(other, np.float32) - np.asarray(first, np.float32)).mean() > 1

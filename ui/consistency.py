@@ -1,5 +1,7 @@
 """The Consistency tab: pictures in one to eight model evaluations (LCM, consistency sampling), from a prompt,
-a picture (img2img) or a painted mask (inpaint), and a live mode that redraws as the prompt or a slider changes.
+a picture (img2img) or a painted mask (inpaint), the consistency-model paper's zero-shot edits of a picture
+(colorize, super-resolve, outpaint: engine.zero_shot), and a live mode that redraws as the prompt or a slider
+changes.
 
 Live mode: each change bumps this browser session's counter and cancels its running live picture; the new
 run waits a moment (debounce) and gives up if a newer change arrived meanwhile, so typing costs one picture.
@@ -11,7 +13,8 @@ from typing import NamedTuple
 
 import gradio as gr
 
-from engine import GenerationRequest
+from engine import GenerationRequest, ZeroShotEdit
+from engine.zero_shot import SCALES
 
 from .generation_form import DEFAULT_PROMPT, prompt_box
 from .img2img import mask_from_editor
@@ -31,16 +34,34 @@ class Method(NamedTuple):
 METHODS = {
     "LCM": Method("LCM", "Automatic", None, None, None),
     "Consistency": Method("Consistency", "Automatic", None, None, None),
+    "TCD": Method("TCD", "Automatic", None, None, None),                # TCD models / TCD-LoRAs, gamma 0.3
     "Turbo": Method("Euler a", "SGM Uniform", 1, 1.0, 512),         # SDXL-Turbo / SD-Turbo: 1-4 steps, no CFG
     "Lightning / Hyper": Method("Euler", "SGM Uniform", 4, 1.0, None),  # SDXL-Lightning, Hyper-SDXL: 2-8 steps
 }
 DEBOUNCE_SECONDS = 0.4
 NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled as LCM (guidance is an input, "
         "1-8 steps), or any checkpoint with an LCM-LoRA in the prompt, e.g. `<lora:lcm-lora-sdv1-5:1>`, and CFG "
-        "1-2. **Turbo** (SDXL-Turbo, SD-Turbo) and **Lightning / Hyper** (SDXL-Lightning, Hyper-SDXL checkpoints "
+        "1-2. **TCD** (trajectory consistency distillation: a TCD checkpoint or TCD-LoRA; gamma 0.3, the API's "
+        "`eta`) re-noises part way, between DDIM and LCM. **Turbo** (SDXL-Turbo, SD-Turbo) and **Lightning / Hyper** (SDXL-Lightning, Hyper-SDXL checkpoints "
         "or their LoRAs): timesteps from 999 on SGM's uniform grid, CFG 1, so no unconditional pass runs. "
-        "With a picture below it does img2img, with a painted mask inpainting (zero-shot, as the consistency-model "
-        "paper does it).")
+        "With a picture below it does img2img, with a painted mask inpainting; **Colorize** keeps a greyscale "
+        "picture's brightness and lets the model choose the colours (name them in the prompt), **Super-resolve** "
+        "keeps a small picture's pixels as the averages of the larger one's and lets the model draw the detail, "
+        "**Outpaint** keeps the picture and extends it (zero-shot, as the consistency-model paper does them).")
+TASKS = ("Img2img / Inpaint", "Colorize", "Super-resolve", "Outpaint")
+SIDES = ("left", "top", "right", "bottom")
+
+
+def zero_shot_edit(task: str, picture, scale, border, sides) -> ZeroShotEdit | None:
+    """The tab's zero-shot edit of `picture`, or None for img2img / inpaint."""
+    if task == TASKS[0]:
+        return None
+    if picture is None:
+        raise gr.Error(f"{task}: upload a picture first.")
+    if task == "Outpaint" and not sides:
+        raise gr.Error("Outpaint: tick at least one side to extend.")
+    extend = tuple(int(border) if side in (sides or ()) else 0 for side in SIDES)
+    return ZeroShotEdit(task, picture, scale=int(scale), extend=extend)
 
 
 def method_defaults(method: str, width: int | None = None, height: int | None = None) -> tuple:
@@ -100,25 +121,42 @@ def build(studio: Studio) -> None:
             with gr.Row():
                 seed = gr.Number(-1, label="Seed (-1: random)", precision=0, elem_id="consistency_seed")
                 batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="consistency_batch_size")
-            with gr.Accordion("Start from a picture (img2img; paint on it to inpaint)", open=False):
-                editor = gr.ImageMask(label="Picture", type="pil", height=280, sources=["upload", "clipboard"],
-                                      elem_id="consistency_image",
+            with gr.Accordion("Start from a picture (img2img, inpaint, colorize, super-resolve, outpaint)",
+                              open=False):
+                task = gr.Radio(list(TASKS), value=TASKS[0], label="Task", elem_id="consistency_task")
+                editor = gr.ImageMask(label="Picture (paint on it to inpaint)", type="pil", height=280,
+                                      sources=["upload", "clipboard"], elem_id="consistency_image",
                                       brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"))
                 strength = gr.Slider(0.05, 1, value=0.6, step=0.01, label="Denoising strength",
                                      elem_id="consistency_strength")
+                with gr.Row():
+                    scale = gr.Dropdown(list(SCALES), value=4, label="Super-resolve: times larger",
+                                        elem_id="consistency_scale")
+                    border = gr.Slider(8, 512, value=64, step=8, label="Outpaint: pixels added",
+                                       elem_id="consistency_border")
+                    sides = gr.CheckboxGroup(list(SIDES), value=["left", "right"], label="Outpaint: sides",
+                                             elem_id="consistency_sides")
+                gr.Markdown("Colorize, super-resolve and outpaint make the picture's own size (times the scale, "
+                            "plus the borders) and start from the top of the schedule (strength 1).")
         with gr.Column(scale=2):
             panel = results_panel(studio, "consistency", last_seed)
     studio.destinations["Consistency"] = Destination("Consistency", "consistency", editor, box.prompt, box.negative)
 
     refresh.click(lambda: gr.update(choices=studio.state.checkpoint_names()), outputs=checkpoint, queue=False)
     sampler.input(method_defaults, [sampler, width, height], [steps, cfg, width, height], queue=False)
+    task.input(lambda t: 1.0 if t != TASKS[0] else gr.skip(), task, strength, queue=False)
     fields = [box.prompt, box.negative, checkpoint, sampler, steps, cfg, width, height, seed, batch_size, editor,
-              strength]
+              strength, task, scale, border, sides]
 
     def request_from(values) -> GenerationRequest:
-        prompt, negative, _, sampler_, steps_, cfg_, width_, height_, seed_, batch, image, strength_ = values
+        (prompt, negative, _, sampler_, steps_, cfg_, width_, height_, seed_, batch, image, strength_,
+         task_, scale_, border_, sides_) = values
         extra = {}
-        if image and image.get("background") is not None:
+        edit = zero_shot_edit(task_, (image or {}).get("background"), scale_, border_, sides_)
+        if edit is not None:
+            width_, height_ = edit.canvas_size()
+            extra = dict(zero_shot=edit, denoising_strength=float(strength_))
+        elif image and image.get("background") is not None:
             painted = any(layer is not None and layer.getbbox() is not None for layer in image.get("layers") or [])
             if painted:
                 picture, mask = mask_from_editor(image)
@@ -149,8 +187,9 @@ def build(studio: Studio) -> None:
     unchanged = [gr.skip()] * len(panel.outputs())
 
     def run_live(number, prompt, negative, model, sampler_, steps_, cfg_, width_, height_, seed_, batch, image,
-                 strength_, request: gr.Request):
-        values = (prompt, negative, model, sampler_, steps_, cfg_, width_, height_, seed_, batch, image, strength_)
+                 strength_, task_, scale_, border_, sides_, request: gr.Request):
+        values = (prompt, negative, model, sampler_, steps_, cfg_, width_, height_, seed_, batch, image, strength_,
+                  task_, scale_, border_, sides_)
         session = request.session_hash or ""
         if not number or not live_runs.is_newest(session, number):
             yield unchanged

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from . import k_samplers
-from .consistency import sample_consistency, sample_lcm
+from .consistency import sample_consistency, sample_lcm, sample_tcd
 from .ddim import sample_ddim, sample_ddim_cfgpp
 from .dpm_solver import sample_dpm_adaptive, sample_dpm_fast
 from .restart_plms import sample_plms, sample_restart
@@ -35,6 +35,7 @@ class SamplerSpec:
     second_order: bool = False          # two model calls a step (A1111 counts 2 steps - 1 for prompt editing)
     discard_penultimate: bool = False   # A1111's discard_next_to_last_sigma: steps + 1 sigmas, the last but one dropped
     cfg_pp: bool = False                # CFG++: the model gives (guided at CFG / 12.5, unconditional) estimates
+    needs_schedule: bool = False        # the sampler takes the model's DiscreteSchedule (`schedule=`)
 
     def model_calls(self, steps: int) -> int:
         """A1111's total_steps: the model calls a run of `steps` makes, which prompt editing counts in."""
@@ -69,6 +70,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "LCM": SamplerSpec(sample_lcm, "LCM", "ancestral", unit_start=True, boundary="lcm"),
     "Consistency": SamplerSpec(sample_consistency, "LCM", "ancestral", unit_start=True, options=("sigma_min",),
                                boundary="lcm"),
+    "TCD": SamplerSpec(sample_tcd, "LCM", "ancestral", unit_start=True, options=("eta",), defaults={"eta": 0.3},
+                       needs_schedule=True),
 }
 
 SCHEDULE_NAMES = ["Automatic", *SCHEDULES]

@@ -73,6 +73,33 @@ def sample_consistency(model, x, sigmas, noise=None, callback=None, sigma_min=No
     return _jump_and_renoise(model, x, sigmas, noise, callback, lambda tau: (tau ** 2 - eps ** 2).clamp(min=0) ** 0.5)
 
 
+@torch.no_grad()
+def sample_tcd(model, x, sigmas, noise=None, callback=None, eta=0.3, schedule=None, **_):
+    """Trajectory consistency distillation's strategic stochastic sampling (Zheng et al. 2024, Sec. 4.3), as
+    diffusers' TCDScheduler and ComfyUI's sampler do it, with gamma = `eta`: from x at sigma_i the model's x_0
+    and eps give the trajectory's point at the earlier timestep s = floor((1 - gamma) t_{i+1}),
+    x_s = x_0 + sigma_s eps, which is re-noised forward to t_{i+1}: x = x_s + sqrt(sigma_{i+1}^2 - sigma_s^2) z.
+    gamma 0 is DDIM; gamma 1 goes to the origin and re-noises, as LCM. The last step stops at s = 0 and gives
+    x_s in DDPM form (sqrt(alpha_bar_0) x_s), as diffusers does. No consistency-function scalings: TCD's x_0
+    is the plain one. `schedule`: the model's DiscreteSchedule, for the timesteps."""
+    if not 0 <= eta <= 1:
+        raise ValueError(f"TCD's gamma (eta) must be from 0 to 1, not {eta}")
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, sigma)
+        if callback is not None:
+            callback(i, x, denoised)
+        eps = (x - denoised) / sigma
+        t_next = int(schedule.sigma_to_t(sigma_next.reshape(1)).round().item()) if sigma_next > 0 else 0
+        sigma_s = schedule.sigmas[math.floor((1 - eta) * t_next)].to(x)
+        x = denoised + sigma_s * eps
+        if sigma_next == 0:
+            return x / (1 + sigma_s ** 2) ** 0.5
+        if eta > 0:
+            x = x + (sigma_next ** 2 - sigma_s ** 2).clamp(min=0) ** 0.5 * noise(sigma, sigma_next)
+    return x
+
+
 class ConsistencyDenoiser:
     """f(x, sigma) of a consistency model in the EDM parametrisation (Song et al. 2023, Sec. 3 and App. C):
     the network F sees c_in x and t = 250 log(sigma); `network(x, t, context)` returns F."""

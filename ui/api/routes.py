@@ -39,6 +39,8 @@ from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
 from .unused import refuse_missing_scripts, unused_field_warnings
 from .xyz import ARGS as XYZ_ARGS, is_xyz, xyz_settings
+from .zero_shot import ARGS as ZERO_SHOT_ARGS, NAME as ZERO_SHOT, zero_shot_edit
+from engine.zero_shot import TASKS as ZERO_SHOT_TASKS
 from ..sd_upscale_run import run_sd_upscale
 from ..xyz_run import run_xyz
 from .sd_upscale import is_sd_upscale, sd_upscale_settings
@@ -77,6 +79,9 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
                 request.hires.prompt or payload.prompt, request.hires.negative_prompt or payload.negative_prompt or "",
                 chosen)
         scripts = {k.lower(): v for k, v in (payload.alwayson_scripts or {}).items()}
+        request.zero_shot = zero_shot_edit(scripts.get(ZERO_SHOT), request.init_image, tab)
+        if request.zero_shot is not None:       # the task decides the size
+            request.width, request.height = request.zero_shot.canvas_size()
         control = control_units(studio, scripts.get("controlnet"), request.width, request.height,
                                 request.init_image)
         request.control_units = control.units
@@ -193,7 +198,11 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
              "args": [{"label": label, "value": None, "minimum": None, "maximum": None, "step": None,
                        "choices": a1111_axis_list(tab == "img2img") if label.endswith("type") else None}
                       for label in XYZ_ARGS]},
-            {"name": "controlnet", "is_alwayson": True, "is_img2img": tab == "img2img", "args": []})]
+            {"name": "controlnet", "is_alwayson": True, "is_img2img": tab == "img2img", "args": []},
+            *([{"name": ZERO_SHOT, "is_alwayson": True, "is_img2img": True,
+                "args": [{"label": label, "value": None, "minimum": None, "maximum": None, "step": None,
+                          "choices": [t.lower() for t in ZERO_SHOT_TASKS] if label == "task" else None}
+                         for label in ZERO_SHOT_ARGS]}] if tab == "img2img" else []))]
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints():

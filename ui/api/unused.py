@@ -28,7 +28,7 @@ ANY_VALUE = {   # more A1111 fields: they matter only with a feature warned abou
     "comments", "force_task_id", "infotext", "mask_round",
 }
 SETTINGS_USED = {"sd_model_checkpoint", "CLIP_stop_at_last_layers", "eta_noise_seed_delta"}
-ALWAYSON_SCRIPTS = {"controlnet"}
+ALWAYSON_SCRIPTS = {"controlnet", "zero-shot edit"}
 MAX_SCRIPT_ARGS = 64
 
 
@@ -36,12 +36,13 @@ def refuse_missing_scripts(payload: GenerationPayload) -> None:
     """A1111 answers 422 for a script it does not have; so does this app (it has the X/Y/Z plot)."""
     if payload.script_name and not is_xyz(payload.script_name) and not is_sd_upscale(payload.script_name):
         raise PayloadError(f"script_name: no script {payload.script_name!r} here (selectable: x/y/z plot, "
-                           "sd upscale; alwayson_scripts.controlnet is served)")
+                           "sd upscale; alwayson_scripts: controlnet, zero-shot edit)")
     if len(payload.script_args or []) > MAX_SCRIPT_ARGS:
         raise PayloadError(f"script_args: at most {MAX_SCRIPT_ARGS} values")
     for name in payload.alwayson_scripts or {}:
         if str(name).lower() not in ALWAYSON_SCRIPTS:
-            raise PayloadError(f"alwayson_scripts: always-on script {name!r} not found (served: controlnet)")
+            raise PayloadError(f"alwayson_scripts: always-on script {name!r} not found (served: controlnet, "
+                              "zero-shot edit)")
 
 
 def unused_field_warnings(payload: GenerationPayload) -> list[str]:
