@@ -195,6 +195,12 @@ def test_consistency_methods_set_their_steps_cfg_and_size():
     assert method_defaults("Turbo", 1024, 1024) == (1, 1.0, 512, 512)      # an SDXL file opened at 1024
     assert method_defaults("Turbo", 64, 64)[2:] == (64, 64)                 # the starter stays at its size
     assert method_defaults("Lightning / Hyper")[:2] == (4, 1.0)
+    from ui.consistency import method_for
+    assert method_for("sd_xl_turbo_1.0_fp16") == "Turbo" and method_for("sdxl_lightning_4step") == "Lightning / Hyper"
+    assert method_for("Hyper-SD15-8steps") == "Lightning / Hyper" and method_for("LCM_Dreamshaper_v7") == "LCM"
+    assert method_for("juggernautXL", "a cat <lora:TCD-SDXL-LoRA:1>") == "TCD"     # the LoRA before the name
+    assert method_for("v1-5-pruned", "<lora:lcm-lora-sdv1-5:1> a cat") == "LCM"
+    assert method_for("v1-5-pruned", "a cat") is None
     assert all(value == gr.skip() for value in method_defaults("LCM"))
     assert method_defaults("Lightning / Hyper")[2:] == (gr.skip(), gr.skip())
 

@@ -7,6 +7,7 @@ Live mode: each change bumps this browser session's counter and cancels its runn
 run waits a moment (debounce) and gives up if a newer change arrived meanwhile, so typing costs one picture.
 """
 import itertools
+import re
 import threading
 import time
 from typing import NamedTuple
@@ -71,6 +72,21 @@ def method_defaults(method: str, width: int | None = None, height: int | None = 
     m = METHODS[method]
     sizes = [None if m.size is None else min(m.size, now or m.size) for now in (width, height)]
     return tuple(gr.skip() if value is None else value for value in (m.steps, m.cfg, *sizes))
+
+
+NAME_HINTS = (("turbo", "Turbo"), ("lightning", "Lightning / Hyper"), ("hyper", "Lightning / Hyper"),
+              ("tcd", "TCD"), ("lcm", "LCM"))
+
+
+def method_for(checkpoint: str | None, prompt: str = "") -> str | None:
+    """The method a checkpoint's or a prompt's LoRA names call for (SDXL-Turbo, SDXL_Lightning_4step,
+    Hyper-SD15-8steps-lora, TCD-SDXL-LoRA, LCM_Dreamshaper_v7, <lora:lcm-lora-sdv1-5:1>), or None."""
+    loras = " ".join(re.findall(r"<lora:([^:>]+)", prompt or ""))
+    for text in (loras, checkpoint or ""):
+        for hint, method in NAME_HINTS:
+            if hint in text.lower():
+                return method
+    return None
 
 
 def lcm_checkpoint(names: list[str]) -> str | None:
@@ -144,6 +160,17 @@ def build(studio: Studio) -> None:
 
     refresh.click(lambda: gr.update(choices=studio.state.checkpoint_names()), outputs=checkpoint, queue=False)
     sampler.input(method_defaults, [sampler, width, height], [steps, cfg, width, height], queue=False)
+
+    def preset(checkpoint_, prompt, sampler_, width_, height_):
+        """Picking a checkpoint (or adding a LoRA) whose name says its family picks that family's method."""
+        method = method_for(checkpoint_, prompt)
+        if method is None or method == sampler_:
+            return (gr.skip(),) * 5
+        return (method, *method_defaults(method, width_, height_))
+
+    preset_fields = [checkpoint, box.prompt, sampler, width, height]
+    checkpoint.input(preset, preset_fields, [sampler, steps, cfg, width, height], queue=False)
+    box.prompt.blur(preset, preset_fields, [sampler, steps, cfg, width, height], queue=False)
     task.input(lambda t: 1.0 if t != TASKS[0] else gr.skip(), task, strength, queue=False)
     fields = [box.prompt, box.negative, checkpoint, sampler, steps, cfg, width, height, seed, batch_size, editor,
               strength, task, scale, border, sides]
