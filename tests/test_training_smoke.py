@@ -287,11 +287,13 @@ def test_training_checkpoints_load_with_the_weights_only_loader(tmp_path):
 @pytest.mark.parametrize("kind", ["pose", "depth-normal", "shuffle"])
 def test_each_new_starter_controlnet_kind_trains_from_starter_edges_and_loads(tmp_path, kind):
     """One step on the shipped starter, continuing from starter-edges as the shipped pose and depth-normal
-    ControlNets did; the export loads in the app's loader (shuffle pooled over space, as A1111's)."""
+    ControlNets did; the export loads in the app's loader (pooled over space where trained so, as A1111's
+    shuffle)."""
     from engine.loading.controlnet import load_controlnet
     from training import train_controlnet
     from training.common import STARTER_DIR
-    common = ["--kind", kind, "--batch", "2", "--starter", str(STARTER_DIR), "--runs", str(tmp_path)]
+    pooled = ["--pooled"] if kind == "shuffle" else []
+    common = ["--kind", kind, "--batch", "2", "--starter", str(STARTER_DIR), "--runs", str(tmp_path), *pooled]
     train_controlnet.main([*common, "--steps", "1", "--init-from", str(train_controlnet.CONTROLNET_DIR / "starter-edges")])
     train_controlnet.main([*common, "--export", "--out", str(tmp_path / kind)])
     assert torch.load(tmp_path / f"controlnet-{kind}.pt", weights_only=False)["step"] == 1
@@ -327,3 +329,19 @@ def test_natural_captions_join_the_cache_and_the_anchor_keeps_the_old_captions_m
         with torch.no_grad():
             drift[name] = (encoder(tokens).last_hidden_state - old(tokens).last_hidden_state).pow(2).mean().item()
     assert drift["anchored"] < drift["free"] / 2, drift
+
+
+def test_foreground_weight_counts_the_shapes_cells_more(tmp_path):
+    """--foreground-weight: each latent cell's share of shape, from the scene's own layer render; the loss is a
+    weighted mean, so a picture's shape cells count more and the loss keeps its scale."""
+    from training.scenes import render_depth, scene_for
+    cells = train_unet.foreground_cells(6, 16)
+    assert cells.shape == (6, 1, 16, 16) and 0 < cells.mean() < 0.5 and cells.max() <= 1
+    for seed in range(6):
+        covered = (np.asarray(render_depth(scene_for(seed)[0]))[..., 0] > 0).mean()
+        assert abs(cells[seed].mean().item() - covered) < 1e-6
+    runs = tmp_path / "weighted"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(runs)])
+    train_unet.main(["--steps", "2", "--batch", "2", "--scenes", "8", "--eval-every", "0", "--runs", str(runs),
+                     "--foreground-weight", "5"])
+    assert torch.load(runs / "unet.pt", weights_only=True)["step"] == 2
