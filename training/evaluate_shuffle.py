@@ -3,10 +3,10 @@
     python -m training.evaluate_shuffle --scenes 40
 
 A user brings a 512-px reference picture (a held-out scene) to the shuffle tab; its default preprocessor,
-A1111's content shuffle, scrambles it at processor resolution 512 and the engine fits the map to 64 px. The
-shuffle ControlNet pools its residuals over space (as A1111's control_v11e_sd15_shuffle), so it can give colours
-and textures, not places. The prompt is empty (guess mode) or names shapes without colours ("a circle and a
-star"); each picture is made with the map and, at the same seed and prompt, without it:
+A1111's content shuffle, scrambles it at processor resolution 512 and the engine fits the map to 64 px (A1111's
+control_v11e_sd15_shuffle pools its residuals over space; the starter-shuffle does not, see train_controlnet's
+--pooled). The prompt is empty (guess mode) or names shapes without colours ("a circle and a star"); each
+picture is made with the map and, at the same seed and prompt, without it:
 - background colour right: most of the picture's border is nearest the reference's background colour;
 - thing colour right: most of its foreground is nearest one of the reference's shape colours;
 - colour-histogram similarity: the intersection of the two pictures' histograms over the scene colours (each

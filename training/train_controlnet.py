@@ -51,6 +51,7 @@ from training.common import (
 )
 from training.figures import figure_caption, random_figure, render_figure, render_pose
 from training.scenes import (
+    SHAPE_WORDS,
     SIZE,
     caption,
     colour_caption,
@@ -79,22 +80,26 @@ def training_scene(seed: int, free_share: float):
 
 
 def training_caption(scene, free: bool, rng: random.Random, shares: tuple) -> str:
-    """Empty, colours only, colours and shapes, or the full caption (free scenes have no full caption)."""
-    empty, colours, shapes = shares
+    """Empty, colours only, colours and shapes, shapes only (the colours left to a shuffle map), or the full
+    caption (free scenes have no full caption)."""
+    empty, colours, shapes, shapes_only = (*shares, 0.0)[:4]
     draw = rng.random()
     if draw < empty:
         return ""
     if draw < empty + colours:
         return colour_caption(scene, rng)
-    if draw < empty + colours + shapes or free:
+    if draw < empty + colours + shapes_only:
+        return " and ".join(f"a {rng.choice(SHAPE_WORDS[s.kind])}" for s in scene.shapes)
+    if draw < empty + colours + shapes_only + shapes or free:
         return colour_caption(scene, rng, shapes_named=True)
     return caption(scene, rng)
 
 
-def control_map(kind: str, scene, rng: random.Random) -> np.ndarray:
-    """The scene's map of this kind, made as a user would make it, fitted to the 64-px picture as the app does."""
+def control_map(kind: str, scene, rng: random.Random, edge_styles: dict = EDGE_STYLE_WEIGHTS) -> np.ndarray:
+    """The scene's map of this kind, made as a user would make it, fitted to the 64-px picture as the app does;
+    edge maps in the styles of `edge_styles` (style -> relative weight)."""
     if kind == "edges":
-        style = rng.choices(list(EDGE_STYLE_WEIGHTS), weights=list(EDGE_STYLE_WEIGHTS.values()))[0]
+        style = rng.choices(list(edge_styles), weights=list(edge_styles.values()))[0]
         return fit_map(edge_map(style, scene, rng), SIZE, SIZE, "Crop and resize")
     if kind == "seg":
         return np.asarray(render_segmentation(scene))
@@ -122,19 +127,21 @@ def pose_sample(seed: int, caption_shares: tuple) -> tuple:
     return render_figure(figure), text, fit_map(skeleton, SIZE, SIZE, "Crop and resize")
 
 
-def sample(kind: str, seed: int, free_share: float, caption_shares: tuple) -> tuple:
+def sample(kind: str, seed: int, free_share: float, caption_shares: tuple,
+           edge_styles: dict = EDGE_STYLE_WEIGHTS) -> tuple:
     """(picture, caption, map) for one training seed."""
     if kind == "pose":
         return pose_sample(seed, caption_shares)
     scene, free, rng = training_scene(seed, free_share)
-    return render(scene), training_caption(scene, free, rng, caption_shares), control_map(kind, scene, rng)
+    return render(scene), training_caption(scene, free, rng, caption_shares), control_map(kind, scene, rng, edge_styles)
 
 
-def training_batch(kind: str, seeds, free_share: float, caption_shares: tuple) -> tuple:
+def training_batch(kind: str, seeds, free_share: float, caption_shares: tuple,
+                   edge_styles: dict = EDGE_STYLE_WEIGHTS) -> tuple:
     """(pictures in [-1, 1], captions, maps in [0, 1]) for a list of training seeds."""
     pictures, texts, maps = [], [], []
     for seed in seeds:
-        picture, text, hint = sample(kind, int(seed), free_share, caption_shares)
+        picture, text, hint = sample(kind, int(seed), free_share, caption_shares, edge_styles)
         pictures.append(np.asarray(picture, np.float32))
         texts.append(text)
         maps.append(np.asarray(hint))
@@ -142,16 +149,16 @@ def training_batch(kind: str, seeds, free_share: float, caption_shares: tuple) -
     return to_tensor(pictures) / 127.5 - 1.0, texts, to_tensor(maps) / 255.0
 
 
-def net_config(kind: str = "edges") -> dict:
-    """The ControlNet's config: the starter UNet's, with its hint encoder; shuffle pools its residuals over space
-    (as A1111's control_v11e_sd15_shuffle), so the map gives colours and textures, not places."""
+def net_config(pooled: bool = False) -> dict:
+    """The ControlNet's config: the starter UNet's, with its hint encoder; `pooled` averages its residuals over
+    space (as A1111's control_v11e_sd15_shuffle), so the map gives colours and textures, not places."""
     return {**UNET_CONFIG, "conditioning_embedding_out_channels": HINT_CHANNELS,
-            **({"global_pool_conditions": True} if kind == "shuffle" else {})}
+            **({"global_pool_conditions": True} if pooled else {})}
 
 
-def controlnet_from_unet(unet, kind: str = "edges") -> ControlNetModel:
+def controlnet_from_unet(unet, pooled: bool = False) -> ControlNetModel:
     """The encoder copy with the UNet's weights; the zero convolutions (and the hint's last conv) at zero."""
-    config = ControlNetConfig.from_dict(net_config(kind))
+    config = ControlNetConfig.from_dict(net_config(pooled))
     net = ControlNetModel(config)
     own = net.state_dict()
     net.load_state_dict({k: unet.state_dict().get(k, v) for k, v in own.items()})
@@ -176,12 +183,23 @@ def frozen_vae(starter: Path) -> AutoencoderKL:
     return vae.eval().requires_grad_(False)
 
 
-def export(net: ControlNetModel, kind: str, out: Path | None = None) -> Path:
+def export(net: ControlNetModel, kind: str, out: Path | None = None, pooled: bool = False) -> Path:
     out = out or CONTROLNET_DIR / f"starter-{kind}"
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, out / "diffusion_pytorch_model.safetensors")
-    (out / "config.json").write_text(json.dumps({**net_config(kind), "_class_name": "ControlNetModel"}, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps({**net_config(pooled), "_class_name": "ControlNetModel"}, indent=2) + "\n")
     return out
+
+
+def style_weights(text: str) -> dict:
+    """"lineart=4,canny=2" -> {"lineart": 4.0, "canny": 2.0}, styles checked against EDGE_STYLE_WEIGHTS."""
+    weights = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in EDGE_STYLE_WEIGHTS:
+            raise argparse.ArgumentTypeError(f"edge style {name!r}; choose from {', '.join(EDGE_STYLE_WEIGHTS)}")
+        weights[name] = float(value)
+    return weights
 
 
 def main(argv=None):
@@ -193,7 +211,13 @@ def main(argv=None):
     parser.add_argument("--empty-captions", type=float, default=0.5, help="share of samples with no caption")
     parser.add_argument("--colour-captions", type=float, default=0.25, help="share naming only the colours")
     parser.add_argument("--shape-captions", type=float, default=0.1, help="share naming colours and shapes")
+    parser.add_argument("--shapes-only-captions", type=float, default=0.0,
+                        help="share naming the shapes but no colour (for shuffle: the map gives the colours)")
+    parser.add_argument("--edge-styles", type=style_weights, default={},
+                        help="edges: style weights instead of the defaults', e.g. lineart=4,canny=2")
     parser.add_argument("--free-scenes", type=float, default=0.5, help="share of shapes at any size and place")
+    parser.add_argument("--pooled", action="store_true",
+                        help="average the residuals over space, as A1111's shuffle model (the starter-shuffle does not)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     parser.add_argument("--starter", type=Path, default=STARTER_DIR, help="the frozen base model (an export)")
     parser.add_argument("--init-from", type=Path, help="an exported ControlNet to continue from (fresh optimizer)")
@@ -204,7 +228,7 @@ def main(argv=None):
     setup_threads()
     checkpoint = args.runs / f"controlnet-{args.kind}.pt"
     unet, text_encoder = frozen_starter(args.starter)
-    net = controlnet_from_unet(unet, args.kind)
+    net = controlnet_from_unet(unet, args.pooled)
     if args.init_from:
         net.load_state_dict(fp32_weights(args.init_from / "diffusion_pytorch_model.safetensors"))
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
@@ -215,17 +239,18 @@ def main(argv=None):
         step = state["step"]
         print(f"resuming at step {step}")
     if args.export:
-        print(f"exported to {export(net, args.kind, args.out)} (step {step})")
+        print(f"exported to {export(net, args.kind, args.out, args.pooled)} (step {step})")
         return
     vae, tokenizer = frozen_vae(args.starter), CLIPTokenizer()
-    shares = (args.empty_captions, args.colour_captions, args.shape_captions)
+    shares = (args.empty_captions, args.colour_captions, args.shape_captions, args.shapes_only_captions)
+    edge_styles = {**EDGE_STYLE_WEIGHTS, **args.edge_styles}
     alphas_cumprod = DiscreteSchedule().alphas_cumprod.float()
     net.train()
     start = time.time()
     while step < args.steps:
         g = torch.Generator().manual_seed(10_000_000 + step)
         seeds = torch.randint(0, TRAIN_SEEDS, (args.batch,), generator=g).tolist()
-        pictures, texts, hint = training_batch(args.kind, seeds, args.free_scenes, shares)
+        pictures, texts, hint = training_batch(args.kind, seeds, args.free_scenes, shares, edge_styles)
         t = torch.randint(0, 1000, (args.batch,), generator=g)
         with torch.no_grad():
             x0 = vae.encode(pictures).mean * vae.scaling_factor
