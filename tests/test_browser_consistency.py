@@ -81,20 +81,23 @@ def test_live_mode_redraws_as_the_prompt_changes_without_saving(page, app):
     assert "Seed: 9" in info(page) and info(page).startswith("a blue ring")   # live off: nothing redrawn
 
 
+def upload_to_canvas(page, path):
+    """Upload to the picture panel's canvas and wait until it has fitted the picture (its zoom label changes)."""
+    def zoom():
+        found = re.search(r"(\d+)%", page.inner_text("#consistency_image"))
+        return found and found.group(1)
+    before = wait_until(zoom, 20, message="the canvas")
+    page.set_input_files("#consistency_image input[type=file]", str(path))
+    wait_until(lambda: zoom() != before, 20, message="the canvas to fit the uploaded picture")
+    page.wait_for_timeout(500)
+
+
 def test_img2img_from_an_uploaded_picture(page, app, tmp_path):
     from PIL import Image
     picture = tmp_path / "picture.png"
     Image.new("RGB", (64, 64), (30, 160, 60)).save(picture)
     page.get_by_text("Start from a picture").click()
-
-    def zoom():                                     # the canvas's zoom label changes once a picture is fitted
-        found = re.search(r"(\d+)%", page.inner_text("#consistency_image"))
-        return found and found.group(1)
-
-    empty_zoom = wait_until(zoom, 20, message="the canvas")
-    page.set_input_files("#consistency_image input[type=file]", str(picture))
-    wait_until(lambda: zoom() != empty_zoom, 20, message="the canvas to fit the uploaded picture")
-    page.wait_for_timeout(500)
+    upload_to_canvas(page, picture)
     set_number(page, "consistency_strength", 0.5)
     page.click("#consistency_generate")
     wait_until(lambda: info(page).startswith("a white square"), 60, message="the img2img picture")
@@ -112,16 +115,6 @@ def test_a_lora_picked_from_the_list_goes_into_the_prompt_and_the_picture(page, 
     page.click("#consistency_generate")
     wait_until(lambda: info(page).startswith("a red circle <lora:shapes-style:0.6>"), 60, message="the picture")
     assert 'Lora hashes: "shapes-style: ' in info(page)
-
-
-def upload_to_canvas(page, path):
-    def zoom():
-        found = re.search(r"(\d+)%", page.inner_text("#consistency_image"))
-        return found and found.group(1)
-    before = wait_until(zoom, 20, message="the canvas")
-    page.set_input_files("#consistency_image input[type=file]", str(path))
-    wait_until(lambda: zoom() != before, 20, message="the canvas to fit the uploaded picture")
-    page.wait_for_timeout(500)
 
 
 def test_colorize_and_super_resolve_a_picture(page, app, tmp_path):
