@@ -4,7 +4,6 @@ Inpainting with an ordinary checkpoint blends latents: at every step the x_0 est
 latent outside the mask (RePaint-style, as A1111's CFG denoiser does). A 9-channel inpainting UNet also
 sees the mask and the masked image's latents as extra input channels.
 """
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 
 from . import images
 from .request import GenerationRequest
+from .zero_shot import Projection
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Source:
     paste_box: tuple[int, int, int, int] | None = None
     infotext: dict = field(default_factory=dict)
     latent: torch.Tensor | None = None           # (1, C, H/8, W/8) scaled latent given instead of a picture
-    projection: Callable | None = None           # a zero-shot edit's constraint on pixels (engine.zero_shot)
+    projection: Projection | None = None         # a zero-shot edit's constraint on pixels
 
 
 def prepare_source(req: GenerationRequest, downscale: int = 8) -> Source:

@@ -164,9 +164,11 @@ class Pipeline:
         takes over at `req.refiner_switch_at` (engine.refiner). With `req.hires`, the hires fix's second pass
         runs on `hires_model` (default: this one) with the model upscalers `upscalers` (name -> step)."""
         req.validate()
+        projection = None
         if req.zero_shot is not None:    # its picture's known part as the img2img start, at the canvas size
+            projection = req.zero_shot.projection()
             width, height = req.zero_shot.canvas_size()
-            req = dataclasses.replace(req, init_image=req.zero_shot.projection().start_image(), width=width,
+            req = dataclasses.replace(req, init_image=projection.start_image(), width=width,
                                       height=height, resize_mode="Just resize",
                                       extra_infotext={**req.extra_infotext, **req.zero_shot.infotext()})
             req.validate()
@@ -186,8 +188,8 @@ class Pipeline:
         refiner_text = None if refiner is None else refiner.encode_prompts(req, prompt)
         lora_fields = {**lora_fields, **embedding_fields(self.prompts, text, req.clip_skip)}
         source = prepare_source(req, self.vae.config.downscale) if req.is_img2img else None
-        if req.zero_shot is not None:
-            source.projection = req.zero_shot.projection()
+        if projection is not None:
+            source.projection = projection
 
         result = GenerationResult([], seeds, subseeds, [])
         steps_done = [0]

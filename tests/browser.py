@@ -70,6 +70,19 @@ def page_on_tab(app: RunningApp, tab: str, height: int = 1000):
         browser.close()
 
 
+def upload_to_canvas(page, elem_id: str, path):
+    """Upload to an image editor's canvas and wait until it has fitted the picture (its zoom label changes)."""
+    import re
+
+    def zoom():
+        found = re.search(r"(\d+)%", page.inner_text(f"#{elem_id}"))
+        return found and found.group(1)
+    before = wait_until(zoom, 20, message=f"the {elem_id} canvas")
+    page.set_input_files(f"#{elem_id} input[type=file]", str(path))
+    wait_until(lambda: zoom() != before, 20, message="the canvas to fit the uploaded picture")
+    page.wait_for_timeout(500)
+
+
 def wait_until(condition, timeout: float = 60.0, every: float = 0.2, message: str = "condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -1,13 +1,12 @@
 """The web UI in a real headless Chromium: generate, interrupt, img2img, inpaint, PNG Info, the queue."""
 import datetime
-import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine import GenerationRequest
-from tests.browser import RunningApp, launch_chromium, wait_until
+from tests.browser import RunningApp, launch_chromium, upload_to_canvas, wait_until
 from ui.outputs import save_image
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
@@ -137,14 +136,7 @@ def test_img2img_with_an_uploaded_picture(page, app, source_png):
 def test_inpaint_with_a_painted_mask_keeps_the_rest(page, app, source_png):
     open_tab(page, "img2img")
     page.get_by_role("tab", name="Inpaint").click()
-    def zoom():                                     # the canvas's zoom label changes once a picture is fitted
-        found = re.search(r"(\d+)%", page.inner_text("#img2img_inpaint_image"))
-        return found and found.group(1)
-
-    empty_zoom = wait_until(zoom, 20, message="the inpaint canvas")
-    page.set_input_files("#img2img_inpaint_image input[type=file]", str(source_png))
-    wait_until(lambda: zoom() != empty_zoom, 20, message="the canvas to fit the uploaded picture")
-    page.wait_for_timeout(500)
+    upload_to_canvas(page, "img2img_inpaint_image", source_png)
     page.click("#img2img_inpaint_image button[aria-label='Brush']")
     canvas = page.locator("#img2img_inpaint_image canvas").last.bounding_box()
     cx, cy = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2

@@ -1,12 +1,11 @@
 """The Consistency tab in a real headless Chromium: a few-step picture from an LCM checkpoint, live mode
 redrawing as the prompt changes (without saving), img2img from an uploaded picture, and a LoRA picked from
 the list into the prompt."""
-import re
 import shutil
 
 import pytest
 
-from tests.browser import MODELS, RunningApp, page_on_tab, wait_until
+from tests.browser import MODELS, RunningApp, page_on_tab, upload_to_canvas, wait_until
 from tests.test_browser import saved, set_number, wait_done
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
@@ -81,23 +80,12 @@ def test_live_mode_redraws_as_the_prompt_changes_without_saving(page, app):
     assert "Seed: 9" in info(page) and info(page).startswith("a blue ring")   # live off: nothing redrawn
 
 
-def upload_to_canvas(page, path):
-    """Upload to the picture panel's canvas and wait until it has fitted the picture (its zoom label changes)."""
-    def zoom():
-        found = re.search(r"(\d+)%", page.inner_text("#consistency_image"))
-        return found and found.group(1)
-    before = wait_until(zoom, 20, message="the canvas")
-    page.set_input_files("#consistency_image input[type=file]", str(path))
-    wait_until(lambda: zoom() != before, 20, message="the canvas to fit the uploaded picture")
-    page.wait_for_timeout(500)
-
-
 def test_img2img_from_an_uploaded_picture(page, app, tmp_path):
     from PIL import Image
     picture = tmp_path / "picture.png"
     Image.new("RGB", (64, 64), (30, 160, 60)).save(picture)
     page.get_by_text("Start from a picture").click()
-    upload_to_canvas(page, picture)
+    upload_to_canvas(page, "consistency_image", picture)
     set_number(page, "consistency_strength", 0.5)
     page.click("#consistency_generate")
     wait_until(lambda: info(page).startswith("a white square"), 60, message="the img2img picture")
@@ -132,7 +120,7 @@ def test_colorize_and_super_resolve_a_picture(page, app, tmp_path):
     if not page.locator("#consistency_task").is_visible():
         page.get_by_text("Start from a picture").click()
     page.locator("#consistency_task").get_by_text("Colorize").click()
-    upload_to_canvas(page, tmp_path / "grey.png")
+    upload_to_canvas(page, "consistency_image", tmp_path / "grey.png")
     page.fill("#consistency_prompt textarea", text)
     before = len(saved(app, "consistency"))
     page.click("#consistency_generate")
@@ -146,7 +134,7 @@ def test_colorize_and_super_resolve_a_picture(page, app, tmp_path):
     small = truth.resize((16, 16), Image.BOX)
     small.save(tmp_path / "small.png")
     page.locator("#consistency_task").get_by_text("Super-resolve").click()
-    upload_to_canvas(page, tmp_path / "small.png")
+    upload_to_canvas(page, "consistency_image", tmp_path / "small.png")
     before = len(saved(app, "consistency"))
     page.click("#consistency_generate")
     wait_until(lambda: "Zero-shot: Super-resolve" in info(page), 90, message="the super-resolved picture")
