@@ -26,7 +26,9 @@ def generation_infotext(pipe, req: GenerationRequest, seed: int, subseed: int, s
     params = {
         "Steps": req.steps,
         "Sampler": req.sampler,
-        "Schedule type": resolve_schedule(req.sampler, req.schedule),
+        # a consistency model's own levels: "Automatic" gives them back when the infotext is pasted
+        "Schedule type": "Automatic" if getattr(pipe, "consistency_trained", False) and pipe.own_grid(req)
+                         else resolve_schedule(req.sampler, req.schedule),
         "CFG scale": req.cfg_scale,
         "Seed": seed,
         "Size": f"{req.width}x{req.height}",

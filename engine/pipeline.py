@@ -29,10 +29,10 @@ from .preview import fit_latent_rgb
 from .prompt_plan import PromptPlan, plan_prompts
 from .prompts import PromptEncoder, TextTower
 from .refiner import Handover, refiner_fields, usable_refiner
-from .request import GenerationRequest, GenerationResult
+from .request import GenerationRequest, GenerationResult, InvalidRequestError
 from .sampling import SAMPLERS, BrownianNoise, Conditioning, Denoiser, DiscreteSchedule, ImageNoise, make_sigmas
 from .sampling import resolve_schedule
-from .sampling.consistency import guidance_embedding
+from .sampling.consistency import ConsistencySchedule, guidance_embedding
 from .sampling.schedules import lcm
 from .tiling import seamless
 from .tokenizer import CLIPTokenizer
@@ -52,6 +52,10 @@ def family_of(config) -> str:
     return {768: "SD1.x", 1024: "SD2.x"}.get(context, f"SD-family (context {context})")
 
 
+# schedules defined by the noise range alone, besides LCM's place taken by a consistency model's own grid
+CONSISTENCY_SCHEDULES = {"LCM", "Karras", "Exponential", "Polyexponential", "KL Optimal", "Beta"}
+
+
 class Interrupted(Exception):
     """Raised inside sampling when the caller's stop flag is set; the last x_0 estimate is kept."""
 
@@ -62,13 +66,16 @@ class Skipped(Exception):
 
 class Pipeline:
     def __init__(self, unet, vae, text_encoder, tokenizer: CLIPTokenizer, prediction_type: str, device: Device,
-                 source: Path, zero_terminal_snr: bool = False, second_text: TextTower | None = None):
-        """`second_text`: SDXL's OpenCLIP bigG tower beside `text_encoder` (CLIP ViT-L)."""
+                 source: Path, zero_terminal_snr: bool = False, second_text: TextTower | None = None,
+                 consistency: dict | None = None):
+        """`second_text`: SDXL's OpenCLIP bigG tower beside `text_encoder` (CLIP ViT-L); `consistency`: the
+        scheduler config of an EDM-parametrised consistency model (its noise range and training levels)."""
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.prediction_type, self.device, self.source = prediction_type, device, Path(source)
         self.vae_name: str | None = None
         self._own_vae = vae
-        self.schedule = DiscreteSchedule(zero_terminal_snr=zero_terminal_snr)
+        self.schedule = (DiscreteSchedule(zero_terminal_snr=zero_terminal_snr) if consistency is None
+                         else ConsistencySchedule.from_config(consistency))
         self.prompts = PromptEncoder(text_encoder, tokenizer, second=second_text, sdxl=unet.config.is_sdxl)
         self.loras = PromptLoras(self._lora_targets())   # set .loras.folder to models/Lora to use <lora:...> tags
 
@@ -114,7 +121,7 @@ class Pipeline:
         cfg = self.unet.config
         params = sum(p.numel() for p in self.unet.parameters()) / 1e6
         extras = [f"{cfg.in_channels}-channel inpainting"] if cfg.in_channels == 9 else []
-        extras += ["guidance embedding (LCM)"] if cfg.time_cond_proj_dim else []
+        extras += ["guidance embedding"] if cfg.time_cond_proj_dim else []
         return (f"{self.name}: {self.family}, UNet {params:.1f}M parameters, channels "
                 f"{'/'.join(map(str, cfg.block_out_channels))}, {self.prediction_type} prediction"
                 f"{', ' + ', '.join(extras) if extras else ''}; on {self.device}")
@@ -261,9 +268,36 @@ class Pipeline:
 
     def steps_run(self, req: GenerationRequest) -> int:
         """Sampler steps one picture of `req` takes (img2img: A1111's part of the schedule)."""
-        if not req.is_img2img or self._lcm_strength_grid(req):
+        if not req.is_img2img or self._lcm_strength_grid(req) or self.own_grid(req):
             return req.steps
         return int(min(req.denoising_strength, 0.999) * req.steps) + 1
+
+    @property
+    def consistency_trained(self) -> bool:
+        """An EDM-parametrised consistency model: it samples on its own noise levels, not on SD's 1,000 steps."""
+        return isinstance(self.schedule, ConsistencySchedule)
+
+    def sigmas_for(self, req: GenerationRequest) -> torch.Tensor:
+        """The request's noise levels on this model. A consistency model takes its own grid with schedule
+        Automatic or LCM (whatever the sampler), or a schedule defined by the noise range alone; the others
+        need SD's discrete timesteps and are refused."""
+        if not self.consistency_trained:
+            return make_sigmas(req.sampler, req.schedule, req.steps, self.schedule,
+                               "sdxl" if self.unet.config.is_sdxl else "sd")
+        name = resolve_schedule(req.sampler, req.schedule)
+        if SAMPLERS[req.sampler].needs_schedule or (name not in CONSISTENCY_SCHEDULES and not self.own_grid(req)):
+            what = f"sampler {req.sampler!r}" if SAMPLERS[req.sampler].needs_schedule else f"schedule {name!r}"
+            raise InvalidRequestError(f"{self.name} is a consistency model with its own noise levels: the {what} "
+                                      f"needs SD's 1,000 timesteps. Use sampler Consistency with schedule Automatic "
+                                      f"(its own levels), or one of: {', '.join(sorted(CONSISTENCY_SCHEDULES - {'LCM'}))}")
+        if self.own_grid(req):
+            return self.schedule.grid(req.steps, req.denoising_strength if req.is_img2img else 1.0)
+        return make_sigmas(req.sampler, req.schedule, req.steps, self.schedule)
+
+    def own_grid(self, req: GenerationRequest) -> bool:
+        """A consistency model sampled on its own training levels (schedule Automatic or LCM)."""
+        return self.consistency_trained and (req.schedule == "Automatic"
+                                             or resolve_schedule(req.sampler, req.schedule) == "LCM")
 
     @staticmethod
     def _lcm_strength_grid(req: GenerationRequest) -> bool:
@@ -281,14 +315,14 @@ class Pipeline:
         latent_shape = (self.unet.config.out_channels, req.height // down, req.width // down)
         noise = ImageNoise(latent_shape, seeds, subseeds, req.subseed_strength, device, req.eta_noise_seed_delta)
         x = noise.initial()
-        sigmas = make_sigmas(req.sampler, req.schedule, req.steps, self.schedule,
-                             "sdxl" if self.unet.config.is_sdxl else "sd").to(device)
+        sigmas = self.sigmas_for(req).to(device)
+        unit_start = spec.unit_start and not self.consistency_trained   # its x = x_0 + sigma z, not DDPM-scaled
         n = len(seeds)
         concat, init, keep = None, None, None
         projection = source.projection if source is not None else None
 
         if source is None:
-            x = x * ((1 + sigmas[0] ** 2) ** 0.5 if spec.unit_start else sigmas[0])
+            x = x * ((1 + sigmas[0] ** 2) ** 0.5 if unit_start else sigmas[0])
             if self.unet.config.in_channels == 9:   # inpainting UNet with nothing to keep: all-masked grey image
                 concat = inpaint_conditioning(self.encode_images, torch.zeros(1, 3, req.height, req.width), None)
         else:
@@ -304,7 +338,9 @@ class Pipeline:
             if self.unet.config.in_channels == 9:   # a latent to start from: all-masked, as A1111's latent hires fix
                 picture = source.image if source.image is not None else torch.zeros(1, 3, req.height, req.width)
                 concat = inpaint_conditioning(self.encode_images, picture, source.pixel_mask)
-            if self._lcm_strength_grid(req):
+            if self.own_grid(req):    # a consistency model's own grid has taken the strength already
+                pass
+            elif self._lcm_strength_grid(req):
                 sigmas = lcm(req.steps, self.schedule, req.denoising_strength).to(device)
             else:
                 t_enc = int(min(req.denoising_strength, 0.999) * req.steps)
@@ -366,7 +402,7 @@ class Pipeline:
             return last.get("denoised"), True, refined()
         except Skipped:
             return last.get("denoised"), False, refined()
-        if spec.unit_start:   # DDIM stops at alpha_bar_0 and gives its DDPM form back, as CompVis and diffusers do
+        if unit_start:   # DDIM stops at alpha_bar_0 and gives its DDPM form back, as CompVis and diffusers do
             x = x / (1 + sigmas[-1] ** 2) ** 0.5
         if keep is not None:
             x = init * keep + x * (1 - keep)
@@ -421,6 +457,6 @@ def load_pipeline(path: str | Path, device: Device | None = None, vae: str | Pat
     second = None if parts.text_encoder_2 is None else TextTower(parts.text_encoder_2,
                                                                  CLIPTokenizer(pad_id=parts.pad_token_id_2))
     pipe = Pipeline(parts.unet, parts.vae, parts.text_encoder, CLIPTokenizer(pad_id=parts.pad_token_id),
-                    parts.prediction_type, device, Path(path), parts.zero_terminal_snr, second)
+                    parts.prediction_type, device, Path(path), parts.zero_terminal_snr, second, parts.consistency)
     pipe.set_vae(vae)
     return pipe

@@ -7,7 +7,7 @@ import torch
 
 from engine.models import UNet2DConditionModel, UNetConfig
 from engine.sampling import SAMPLERS, Conditioning, Denoiser, DiscreteSchedule, make_sigmas
-from engine.sampling.consistency import ConsistencyDenoiser, guidance_embedding, sample_consistency
+from engine.sampling.consistency import ConsistencySchedule, guidance_embedding, sample_consistency
 from engine.sampling.schedules import lcm, lcm_timesteps
 from tests.reference import TINY_UNET
 from tests.test_models_parity import engine_twin
@@ -101,29 +101,44 @@ def test_lcm_boundary_condition_is_the_identity_at_t_0(unets):
     assert close(Denoiser(unet, schedule)(x, sigma, cond), boundary) > 1e-3
 
 
-def test_consistency_sampler_matches_cm_stochastic_iterative_scheduler(unets):
-    """Algorithm 1 of Song et al. 2023 with an EDM-parametrised consistency function. diffusers clips x_0 to
-    [-1, 1] for pixel models; latents are not clipped, so the reference runs with clip_denoised=False."""
-    ref_unet, _ = unets["plain"]
+@pytest.mark.parametrize("sigma_data, n_levels", [(0.5, 40), (1.0, 1281)])
+def test_consistency_model_matches_cm_stochastic_iterative_scheduler(unets, sigma_data, n_levels):
+    """An EDM-parametrised consistency model through the engine's Denoiser, on its ConsistencySchedule's grid,
+    sampled with Algorithm 1 of Song et al. 2023, against diffusers' scheduler with the same weights and draws.
+    diffusers clips x_0 to [-1, 1] for pixel models; latents are not clipped (clip_denoised=False)."""
+    ref_unet, our_unet = unets["plain"]
     context = unets["context"]
-    network = lambda x, t, c: ref_unet(x, t, c).sample  # noqa: E731
-    f = ConsistencyDenoiser(network, sigma_min=0.002)
+    schedule = ConsistencySchedule(sigma_data=sigma_data, num_train_timesteps=n_levels)
+    denoiser = Denoiser(our_unet, schedule, "consistency", boundary="lcm")   # the LCM boundary is not re-applied
     for steps in (1, 2, 3, 5):
-        scheduler = diffusers.CMStochasticIterativeScheduler(clip_denoised=False)
+        scheduler = diffusers.CMStochasticIterativeScheduler(num_train_timesteps=n_levels, sigma_data=sigma_data,
+                                                             clip_denoised=False)
         scheduler.set_timesteps(steps)
+        sigmas = schedule.grid(steps)
+        torch.testing.assert_close(sigmas, scheduler.sigmas.float())
         start = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(steps)) * scheduler.init_noise_sigma
         generator = torch.Generator().manual_seed(3)
         latents = start.clone()
         with torch.no_grad():
             for t in scheduler.timesteps:
-                out = network(scheduler.scale_model_input(latents, t), t, context)
+                out = ref_unet(scheduler.scale_model_input(latents, t), t, context).sample
                 latents = scheduler.step(out, t, latents, generator=generator).prev_sample
-        sigmas = torch.cat([scheduler.sigmas[:-1], torch.zeros(1)])   # the grid; diffusers' last entry is sigma_min
         draws = torch.Generator().manual_seed(3)
         with torch.no_grad():
-            ours = sample_consistency(lambda x, s: f(x, s, context), start.clone(), sigmas, sigma_min=0.002,
+            ours = sample_consistency(lambda x, s: denoiser(x, s, Conditioning(context)), start.clone(), sigmas,
                                       noise=lambda s, s_next: torch.randn(start.shape, generator=draws))
         assert close(ours, latents) <= 1e-4, f"{steps} steps: {close(ours, latents):.2e}"
+
+
+def test_consistency_grid_for_img2img_starts_lower_and_refuses_too_many_steps():
+    schedule = ConsistencySchedule(num_train_timesteps=41)
+    full, half = schedule.grid(2), schedule.grid(2, strength=0.5)
+    assert full[0] == pytest.approx(80.0) and half[0] < full[0] / 10 and half[-1] == pytest.approx(0.002)
+    assert (half[:-1].diff() < 0).all()
+    with pytest.raises(ValueError, match="1 to 41 steps"):
+        schedule.grid(42)
+    with pytest.raises(ValueError, match="ConsistencySchedule"):
+        Denoiser(lambda *a, **k: None, schedule, "epsilon")
 
 
 @pytest.mark.parametrize("gamma", [0.3, 0.0, 1.0])

@@ -260,7 +260,7 @@ def test_lcm_distillation_starts_as_the_teacher_trains_resumes_and_loads(tmp_pat
     assert torch.load(runs / "lcm.pt", weights_only=False)["step"] == 3
     distill_lcm.main([*common, "--export", "--out", str(tmp_path / "starter-lcm")])
     pipe = load_pipeline(tmp_path / "starter-lcm", Device.cpu_fp32())
-    assert pipe.guidance_embedded and "guidance embedding (LCM)" in pipe.summary()
+    assert pipe.guidance_embedded and "guidance embedding" in pipe.summary()
     result = pipe.generate(GenerationRequest(prompt="a red circle", sampler="LCM", steps=1, cfg_scale=6, width=64,
                                              height=64, seed=1))
     assert result.images[0].size == (64, 64) and "Sampler: LCM" in result.infotexts[0]
@@ -345,3 +345,76 @@ def test_foreground_weight_counts_the_shapes_cells_more(tmp_path):
     train_unet.main(["--steps", "2", "--batch", "2", "--scenes", "8", "--eval-every", "0", "--runs", str(runs),
                      "--foreground-weight", "5"])
     assert torch.load(runs / "unet.pt", weights_only=True)["step"] == 2
+
+
+def test_consistency_training_pieces_follow_ict():
+    """iCT's curriculum (N from 11 to 1281 in equal doubling stages), its lognormal choice of levels, and the
+    training pair: at w = 0 the lower point is x + sigma_i z on the same z (plain consistency training); with
+    guidance it is the guided ODE's Euler step, whose unconditional denoiser is the network's own answer."""
+    from training import train_ct
+    assert [train_ct.levels_at(k, 8000) for k in (0, 999, 1000, 6999, 7000, 7999)] == [11, 11, 21, 641, 1281, 1281]
+    sigmas = train_ct.karras_levels(1281)
+    assert sigmas[0] == pytest.approx(0.002) and sigmas[-1] == pytest.approx(80.0) and (sigmas.diff() > 0).all()
+    picks = train_ct.lognormal_pick(sigmas, 20000, torch.Generator().manual_seed(0))
+    mid = ((sigmas[picks] * sigmas[picks + 1]).sqrt()).log()
+    assert abs(mid.mean().item() - train_ct.P_MEAN) < 0.1 and abs(mid.std().item() - train_ct.P_STD) < 0.15
+
+    seen = {}
+
+    class Recorder(torch.nn.Module):          # F = 0, so f(x, sigma) = c_skip x; records what it was given
+        def forward(self, x, t, context, timestep_cond=None):
+            seen.setdefault("calls", []).append((x.clone(), context[:, 0, 0].clone()))
+            return torch.zeros_like(x)
+
+    x0, noise = torch.randn(3, 4, 16, 16), torch.randn(3, 4, 16, 16)
+    lo, hi = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.6, 0.6, 0.6])
+    cond, uncond = torch.ones(3, 77, 128), torch.zeros(3, 77, 128)
+    w = torch.tensor([0.0, 0.0, 2.0])
+    train_ct.ct_step(Recorder(), x0, cond, uncond, w, lo, hi, noise)
+    (u_in, u_ctx), (target_in, target_ctx), (guess_in, _) = seen["calls"]
+    c_in = lambda s: 1 / (s ** 2 + train_ct.SIGMA_DATA ** 2) ** 0.5   # noqa: E731
+    assert len(u_in) == 1 and (u_ctx == 0).all() and (target_ctx == 1).all()   # the uncond pass: guided row only
+    torch.testing.assert_close(target_in[:2], c_in(0.5) * (x0 + 0.5 * noise)[:2])
+    torch.testing.assert_close(guess_in, c_in(0.6) * (x0 + 0.6 * noise))
+    x_hi = x0[2] + 0.6 * noise[2]
+    d_uncond = train_ct.consistency_function(Recorder(), x_hi[None], hi[:1], uncond[:1], w[:1] * 0)[0]
+    d_w = x0[2] + 2.0 * (x0[2] - d_uncond)
+    torch.testing.assert_close(target_in[2], c_in(0.5) * (x_hi - (0.1 / 0.6) * (x_hi - d_w)))
+    assert (target_in[2] - c_in(0.5) * (x0[2] + 0.5 * noise[2])).abs().max() > 1e-2
+
+
+def test_consistency_training_trains_resumes_and_loads_as_a_consistency_model(tmp_path):
+    """A few steps from scratch on a starter's latents, resumed, exported: the app loads it as an EDM
+    consistency model (its CMStochasticIterativeScheduler config), samples it in 1 and 2 steps and img2img,
+    and refuses schedules that need SD's timesteps."""
+    from training import train_ct
+    runs = tmp_path / "runs"
+    train_vae.main(["--steps", "1", "--batch", "2", "--runs", str(runs)])
+    train_unet.main(["--steps", "1", "--batch", "2", "--scenes", "16", "--eval-every", "0", "--runs", str(runs)])
+    starter = tmp_path / "starter"
+    export.main(["--runs", str(runs), "--out", str(starter)])
+    common = ["--batch", "4", "--starter", str(starter), "--runs", str(runs), "--guidance-from", "1"]
+    train_ct.main([*common, "--steps", "2"])
+    train_ct.main([*common, "--steps", "3", "--bf16"])
+    assert torch.load(runs / "ct.pt", weights_only=True)["step"] == 3
+    train_ct.main([*common, "--steps", "3", "--export", "--out", str(tmp_path / "starter-ct")])
+    pipe = load_pipeline(tmp_path / "starter-ct", Device.cpu_fp32())
+    assert pipe.consistency_trained and pipe.prediction_type == "consistency" and pipe.guidance_embedded
+    assert pipe.schedule.sigma_data == 1.0 and pipe.schedule.num_train_timesteps == 41   # N at step 3 of 3
+    for steps in (1, 2):
+        result = pipe.generate(GenerationRequest(prompt="a red circle", sampler="Consistency", steps=steps,
+                                                 cfg_scale=3, width=64, height=64, seed=1))
+        assert result.images[0].size == (64, 64) and "Sampler: Consistency, Schedule type: Automatic" in result.infotexts[0]
+    euler = pipe.generate(GenerationRequest(prompt="a red circle", sampler="Euler", steps=2, width=64, height=64, seed=1))
+    assert "Schedule type: Automatic" in euler.infotexts[0]      # any sampler runs on the model's own levels
+    again = pipe.generate(GenerationRequest(prompt="a red circle", sampler="Consistency", steps=2, cfg_scale=3,
+                                            width=64, height=64, seed=1))
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(result.images[0]))
+    picture = render(scene_for(5)[0])
+    edit = pipe.generate(GenerationRequest(prompt="a red circle", sampler="Consistency", steps=1, width=64, height=64,
+                                           seed=1, init_image=picture, denoising_strength=0.3))
+    assert edit.images[0].size == (64, 64)
+    with pytest.raises(ValueError, match="consistency model with its own noise levels"):
+        pipe.generate(GenerationRequest(prompt="x", sampler="Euler", schedule="Normal", steps=2, width=64, height=64))
+    with pytest.raises(ValueError, match="sampler 'TCD'"):
+        pipe.generate(GenerationRequest(prompt="x", sampler="TCD", steps=2, width=64, height=64))

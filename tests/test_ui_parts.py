@@ -201,6 +201,8 @@ def test_consistency_methods_set_their_steps_cfg_and_size():
     assert method_for("juggernautXL", "a cat <lora:TCD-SDXL-LoRA:1>") == "TCD"     # the LoRA before the name
     assert method_for("v1-5-pruned", "<lora:lcm-lora-sdv1-5:1> a cat") == "LCM"
     assert method_for("v1-5-pruned", "a cat") is None
+    assert method_for("starter-ct") == method_for("my_iCM_model") == "Consistency"   # consistency-trained
+    assert method_for("architecture-study") is None and method_for("perfect_v2") is None
     assert all(value == gr.skip() for value in method_defaults("LCM"))
     assert method_defaults("Lightning / Hyper")[2:] == (gr.skip(), gr.skip())
 

@@ -75,17 +75,20 @@ def method_defaults(method: str, width: int | None = None, height: int | None = 
 
 
 NAME_HINTS = (("turbo", "Turbo"), ("lightning", "Lightning / Hyper"), ("hyper", "Lightning / Hyper"),
-              ("tcd", "TCD"), ("lcm", "LCM"))
+              ("tcd", "TCD"), ("lcm", "LCM"), ("consistency", "Consistency"))
+CT_NAME = re.compile(r"(^|[^a-z])(ct|icm|ect)([^a-z]|$)")   # consistency-trained: starter-ct, iCM, ECT models
 
 
 def method_for(checkpoint: str | None, prompt: str = "") -> str | None:
     """The method a checkpoint's or a prompt's LoRA names call for (SDXL-Turbo, SDXL_Lightning_4step,
-    Hyper-SD15-8steps-lora, TCD-SDXL-LoRA, LCM_Dreamshaper_v7, <lora:lcm-lora-sdv1-5:1>), or None."""
+    Hyper-SD15-8steps-lora, TCD-SDXL-LoRA, LCM_Dreamshaper_v7, <lora:lcm-lora-sdv1-5:1>, starter-ct), or None."""
     loras = " ".join(re.findall(r"<lora:([^:>]+)", prompt or ""))
     for text in (loras, checkpoint or ""):
         for hint, method in NAME_HINTS:
             if hint in text.lower():
                 return method
+        if CT_NAME.search(text.lower()):
+            return "Consistency"
     return None
 
 

@@ -24,11 +24,12 @@ class ModelComponents:
     vae: nn.Module
     text_encoder: nn.Module
     pad_token_id: int
-    prediction_type: str        # "epsilon" or "v_prediction"
+    prediction_type: str        # "epsilon", "v_prediction" or "consistency" (an EDM-parametrised consistency model)
     source: str                 # file or folder it came from
     zero_terminal_snr: bool = False   # trained on the rescaled schedule (scheduler config rescale_betas_zero_snr)
     text_encoder_2: nn.Module | None = None   # SDXL: OpenCLIP bigG beside CLIP ViT-L
     pad_token_id_2: int = 0
+    consistency: dict | None = None   # a consistency model's scheduler config (CMStochasticIterativeScheduler)
 
 
 def fit_shape(tensor: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:

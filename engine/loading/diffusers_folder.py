@@ -68,6 +68,9 @@ def pad_token_id(folder: Path, hidden_act: str, tokenizer: str = "tokenizer") ->
     return 0 if hidden_act == "gelu" else 49407
 
 
+CONSISTENCY_SCHEDULER = "CMStochasticIterativeScheduler"   # marks an EDM-parametrised consistency model
+
+
 def load_diffusers_folder(path: Path, dtype: torch.dtype, device: torch.device,
                           prediction_type: str | None = None) -> ModelComponents:
     path = Path(path)
@@ -90,8 +93,15 @@ def load_diffusers_folder(path: Path, dtype: torch.dtype, device: torch.device,
     scheduler_file = path / "scheduler" / "scheduler_config.json"
     scheduler = read_json(scheduler_file) if scheduler_file.is_file() else {}
     (text_encoder, pad), (text_encoder_2, pad_2) = towers[0], (towers[1] if len(towers) > 1 else (None, 0))
+    consistency = scheduler if scheduler.get("_class_name") == CONSISTENCY_SCHEDULER else None
+    if consistency is not None and prediction_type not in (None, "consistency"):
+        raise ValueError(f"{path.name} is a consistency model ({CONSISTENCY_SCHEDULER}): it cannot be run as "
+                         f"{prediction_type} prediction")
+    if consistency is not None:
+        prediction_type = "consistency"
     return ModelComponents(unet, vae, text_encoder, pad, prediction_type or scheduler.get("prediction_type", "epsilon"),
-                           str(path), bool(scheduler.get("rescale_betas_zero_snr", False)), text_encoder_2, pad_2)
+                           str(path), bool(scheduler.get("rescale_betas_zero_snr", False)), text_encoder_2, pad_2,
+                           consistency)
 
 
 def _text_encoder(path: Path, name: str, dtype, device) -> tuple:

@@ -9,13 +9,15 @@ c_out -> 0 at the smallest noise level, so f is the identity there (the boundary
   visits `steps` of the `original_steps` = 50 timesteps the model was distilled on (999, 979, ..., 19).
 - Consistency models (Song et al. 2023, Sec. 3) in the EDM parametrisation:
   c_skip = s_d^2 / ((sigma - sigma_min)^2 + s_d^2), c_out = (sigma - sigma_min) s_d / sqrt(sigma^2 + s_d^2),
-  the network seeing c_in x with c_in = 1 / sqrt(sigma^2 + s_d^2) and t = 250 log(sigma).
+  the network seeing c_in x with c_in = 1 / sqrt(sigma^2 + s_d^2) and t = 250 log(sigma). Such a model (trained
+  by consistency training, or distilled in that form) carries its noise range in a ConsistencySchedule.
 
 Guidance for LCM-distilled UNets is an input, not a second pass: w enters as a Fourier embedding of
 (w - 1) through the UNet's time_cond_proj_dim layer (LCM Eq. 9, the LCM_Dreamshaper_v7 layout).
 The LCM timestep grid is schedules.lcm.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -28,11 +30,55 @@ def lcm_boundary(t: torch.Tensor, timestep_scaling: float = 10.0):
     return SIGMA_DATA ** 2 / (scaled ** 2 + SIGMA_DATA ** 2), scaled / (scaled ** 2 + SIGMA_DATA ** 2) ** 0.5
 
 
-def cm_boundary(sigma: torch.Tensor, sigma_min: float):
+def cm_boundary(sigma: torch.Tensor, sigma_min: float, sigma_data: float = SIGMA_DATA):
     """(c_skip, c_out) of Song et al.'s consistency function at noise level sigma."""
-    c_skip = SIGMA_DATA ** 2 / ((sigma - sigma_min) ** 2 + SIGMA_DATA ** 2)
-    c_out = (sigma - sigma_min) * SIGMA_DATA / (sigma ** 2 + SIGMA_DATA ** 2) ** 0.5
+    c_skip = sigma_data ** 2 / ((sigma - sigma_min) ** 2 + sigma_data ** 2)
+    c_out = (sigma - sigma_min) * sigma_data / (sigma ** 2 + sigma_data ** 2) ** 0.5
     return c_skip, c_out
+
+
+@dataclass(frozen=True)
+class ConsistencySchedule:
+    """The noise levels of an EDM-parametrised consistency model, as diffusers' CMStochasticIterativeScheduler
+    config gives them: sigma from sigma_min to sigma_max on Karras et al.'s rho-spaced grid of
+    num_train_timesteps levels (consistency training's final N), the data's std sigma_data, and the network's
+    time input t = 250 log(sigma). `clip_denoised` clamps x_0 to [-1, 1] (pixel-space models)."""
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = SIGMA_DATA
+    rho: float = 7.0
+    num_train_timesteps: int = 40
+    clip_denoised: bool = False
+    zero_terminal_snr = False           # read by the infotext, as of a DiscreteSchedule
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ConsistencySchedule":
+        return cls(**{k: config[k] for k in ("sigma_min", "sigma_max", "sigma_data", "rho", "num_train_timesteps",
+                                             "clip_denoised") if k in config})
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        return 250.0 * torch.log(sigma + 1e-44)
+
+    def scalings(self, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in) of the consistency function f(x, sigma) = c_skip x + c_out F(c_in x, t)."""
+        c_skip, c_out = cm_boundary(sigma, self.sigma_min, self.sigma_data)
+        return c_skip, c_out, 1 / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
+
+    def karras(self, ramp: torch.Tensor) -> torch.Tensor:
+        """Karras et al. 2022, Eq. 5: ramp 0 is sigma_max, 1 is sigma_min."""
+        low, high = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        return (high + ramp * (low - high)) ** self.rho
+
+    def grid(self, steps: int, strength: float = 1.0) -> torch.Tensor:
+        """The sampling levels of CMStochasticIterativeScheduler.set_timesteps: `steps` of the N training levels,
+        every (N // steps)-th from the top, then sigma_min (Algorithm 1's last jump adds no noise). With
+        strength < 1 (img2img) the same spacing starts that far down the grid, so one step still denoises."""
+        n = self.num_train_timesteps
+        if not 1 <= steps <= n:
+            raise ValueError(f"this consistency model has {n} noise levels: choose 1 to {n} steps, not {steps}")
+        first = round((1.0 - min(max(strength, 0.0), 1.0)) * (n - 1))
+        index = first + torch.arange(steps, dtype=torch.float64) * ((n - first) // steps)
+        return torch.cat([self.karras(index / (n - 1)), torch.tensor([self.sigma_min], dtype=torch.float64)]).float()
 
 
 def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -98,18 +144,3 @@ def sample_tcd(model, x, sigmas, noise=None, callback=None, eta=0.3, schedule=No
         if eta > 0:
             x = x + (sigma_next ** 2 - sigma_s ** 2).clamp(min=0) ** 0.5 * noise(sigma, sigma_next)
     return x
-
-
-class ConsistencyDenoiser:
-    """f(x, sigma) of a consistency model in the EDM parametrisation (Song et al. 2023, Sec. 3 and App. C):
-    the network F sees c_in x and t = 250 log(sigma); `network(x, t, context)` returns F."""
-
-    def __init__(self, network, sigma_min: float = 0.002):
-        self.network, self.sigma_min = network, sigma_min
-
-    def __call__(self, x: torch.Tensor, sigma, context: torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).expand(x.shape[0])
-        s = sigma[:, None, None, None]
-        c_skip, c_out = cm_boundary(s, self.sigma_min)
-        c_in = 1 / (s ** 2 + SIGMA_DATA ** 2) ** 0.5
-        return c_skip * x + c_out * self.network(c_in * x, 250 * sigma.log(), context)

@@ -7,13 +7,15 @@ Classifier-free guidance (Ho & Salimans 2022): D = D_uncond + w (D_cond - D_unco
 one batch; w = 1 skips the unconditional pass.
 With boundary="lcm" the guided x_0 estimate becomes a latent consistency function (consistency.py):
 f(x, t) = c_skip(t) x_t + c_out(t) D(x, sigma), x_t = x / sqrt(sigma^2 + 1) the DDPM-scaled sample.
+A consistency model in the EDM parametrisation (prediction type "consistency", with a ConsistencySchedule)
+is a consistency function already: its scalings are the schedule's, and no LCM boundary is added on top.
 """
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .consistency import lcm_boundary
+from .consistency import ConsistencySchedule, lcm_boundary
 from .schedules import DiscreteSchedule
 
 
@@ -46,10 +48,12 @@ class Conditioning:
 class Denoiser:
     """Wraps an eps- or v-predicting UNet as D(x, sigma) with classifier-free guidance."""
 
-    def __init__(self, unet: Callable, schedule: DiscreteSchedule, prediction_type: str = "epsilon",
-                 boundary: str | None = None):
-        if prediction_type not in ("epsilon", "v_prediction"):
+    def __init__(self, unet: Callable, schedule: DiscreteSchedule | ConsistencySchedule,
+                 prediction_type: str = "epsilon", boundary: str | None = None):
+        if prediction_type not in ("epsilon", "v_prediction", "consistency"):
             raise ValueError(f"unknown prediction type {prediction_type!r}")
+        if (prediction_type == "consistency") != isinstance(schedule, ConsistencySchedule):
+            raise ValueError("a consistency model needs its ConsistencySchedule, and only it takes one")
         if boundary not in (None, "lcm"):
             raise ValueError(f"unknown boundary condition {boundary!r}")
         self.unet = unet
@@ -60,6 +64,8 @@ class Denoiser:
     def scalings(self, sigma: torch.Tensor):
         """(c_skip, c_out, c_in) broadcastable over (B, C, H, W)."""
         sigma = sigma[:, None, None, None]
+        if self.prediction_type == "consistency":
+            return self.schedule.scalings(sigma)
         c_in = 1 / (sigma ** 2 + 1) ** 0.5
         if self.prediction_type == "v_prediction":
             return 1 / (sigma ** 2 + 1), -sigma * c_in, c_in
@@ -80,6 +86,8 @@ class Denoiser:
                 residuals = {"down_block_additional_residuals": found[0], "mid_block_additional_residual": found[1]}
         inp = latent_in if c.concat is None else torch.cat([latent_in, c.concat.to(dtype)], dim=1)
         out = self.unet(inp, t, context.to(dtype), timestep_cond=c.timestep_cond, **residuals, **(added or {})).float()
+        if self.prediction_type == "consistency" and self.schedule.clip_denoised:
+            return (c_skip * x + c_out * out).clamp(-1, 1)
         return c_skip * x + c_out * out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, conditioning: Conditioning,
@@ -90,7 +98,7 @@ class Denoiser:
         denoised, uncond = self.guided(x, sigma, conditioning, cfg_scale)
         if with_uncond:
             return denoised, (uncond if uncond is not None else denoised)
-        if self.boundary == "lcm":
+        if self.boundary == "lcm" and self.prediction_type != "consistency":
             c_skip, c_out = lcm_boundary(self.schedule.sigma_to_t(sigma)[:, None, None, None])
             return c_skip * x / (sigma[:, None, None, None] ** 2 + 1) ** 0.5 + c_out * denoised
         return denoised
