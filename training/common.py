@@ -55,6 +55,18 @@ def load_checkpoint(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
+def resume(path: Path, optimizer, **modules) -> int:
+    """Load a resumable run's modules (by their checkpoint names) and optimizer; the step it had reached (0: new)."""
+    state = load_checkpoint(path)
+    if not state:
+        return 0
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"resuming at step {state['step']}")
+    return state["step"]
+
+
 def latent_cache(runs: Path) -> tuple:
     """(latents, caption ids, scaling factor) of the UNet stage's cache, for the later stages."""
     cache = load_checkpoint(runs / "latents.pt")

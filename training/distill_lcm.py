@@ -34,8 +34,8 @@ from engine.models import UNet2DConditionModel, UNetConfig
 from engine.sampling import DiscreteSchedule
 from engine.sampling.consistency import guidance_embedding, lcm_boundary
 from engine.tokenizer import CLIPTokenizer
-from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint, save_checkpoint,
-                             setup_threads, write_json)
+from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint, resume,
+                             save_checkpoint, setup_threads, write_json)
 from training.train_controlnet import frozen_starter
 
 LCM_DIR = STARTER_DIR.parent / "starter-lcm"
@@ -177,13 +177,7 @@ def main(argv=None):
     student = student_from(teacher)
     target = copy.deepcopy(student).requires_grad_(False)
     optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0)
-    state, step = load_checkpoint(checkpoint), 0
-    if state:
-        student.load_state_dict(state["student"])
-        target.load_state_dict(state["target"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-        print(f"resuming at step {step}")
+    step = resume(checkpoint, optimizer, student=student, target=target)
     if args.export:
         print(f"exported to {export(target.eval(), args.teacher, step, args.out)} (step {step})")
         return

@@ -43,8 +43,8 @@ from safetensors.torch import save_file
 from engine.models import UNet2DConditionModel, UNetConfig
 from engine.sampling.consistency import ConsistencySchedule, guidance_embedding
 from engine.tokenizer import CLIPTokenizer
-from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, save_checkpoint, setup_threads,
-                             write_json)
+from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, resume, save_checkpoint,
+                             setup_threads, write_json)
 from training.train_controlnet import frozen_starter, frozen_vae
 
 CT_DIR = STARTER_DIR.parent / "starter-ct"
@@ -164,13 +164,7 @@ def main(argv=None):
     net = make_network()
     average = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
-    state, step = load_checkpoint(checkpoint), 0
-    if state:
-        net.load_state_dict(state["net"])
-        average.load_state_dict(state["average"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-        print(f"resuming at step {step}")
+    step = resume(checkpoint, optimizer, net=net, average=average)
     if args.export:
         levels = levels_at(max(step - 1, 0), args.steps)
         print(f"exported to {export(average.eval(), args.starter, step, levels, args.out)} (step {step}, N {levels})")

@@ -42,7 +42,7 @@ METHODS = {
 DEBOUNCE_SECONDS = 0.4
 NOTE = ("Made for few-step models. **LCM / Consistency**: a checkpoint distilled as LCM (guidance is an input, "
         "1-8 steps), or any checkpoint with an LCM-LoRA in the prompt, e.g. `<lora:lcm-lora-sdv1-5:1>`, and CFG "
-        "1-2. **TCD** (trajectory consistency distillation: a TCD checkpoint or TCD-LoRA; gamma 0.3, the API's "
+        "1-2; a consistency-trained model (`starter-ct`) samples on its own noise levels. **TCD** (trajectory consistency distillation: a TCD checkpoint or TCD-LoRA; gamma 0.3, the API's "
         "`eta`) re-noises part way, between DDIM and LCM. **Turbo** (SDXL-Turbo, SD-Turbo) and **Lightning / Hyper** (SDXL-Lightning, Hyper-SDXL checkpoints "
         "or their LoRAs): timesteps from 999 on SGM's uniform grid, CFG 1, so no unconditional pass runs. "
         "With a picture below it does img2img, with a painted mask inpainting; **Colorize** keeps a greyscale "
