@@ -372,3 +372,19 @@ def test_ddim_cfgpp_matches_a1111s_formula_in_ddpm_form(setup):
     ours = SAMPLERS["DDIM CFG++"].function(lambda x, s: setup["denoiser"](x, s, c, scale / 12.5, True),
                                            unit * (1 + sigmas[0] ** 2) ** 0.5, sigmas)
     assert close(ours / (1 + sigmas[-1] ** 2) ** 0.5, x) <= 1e-4
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_sgm_uniform_is_the_trailing_grid_turbo_and_lightning_were_made_for(steps):
+    """Turbo, Lightning and Hyper take SGM Uniform: A1111's and ComfyUI's timesteps linspace(999, 0, n + 1)[:-1]
+    (999, 749.25, 499.5, 249.75 for 4 steps); diffusers' "trailing" spacing rounds them down to whole steps
+    (999, 749, 499, 249). The first sigma is the same and the others within 1 %, and the ancestral sampler that
+    diffusers' SDXL-Turbo recipe uses steps through the same levels."""
+    ours = make_sigmas("Euler a", "SGM Uniform", steps, DiscreteSchedule())
+    for cls in (diffusers.EulerDiscreteScheduler, diffusers.EulerAncestralDiscreteScheduler):
+        scheduler = cls(**SD_SCHEDULER, timestep_spacing="trailing")
+        scheduler.set_timesteps(steps)
+        reference = scheduler.sigmas.float()
+        assert len(ours) == len(reference) == steps + 1 and ours[-1] == reference[-1] == 0
+        torch.testing.assert_close(ours[0], reference[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours[:-1], reference[:-1], rtol=1e-2, atol=0)
