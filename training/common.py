@@ -67,6 +67,18 @@ def resume(path: Path, optimizer, **modules) -> int:
     return state["step"]
 
 
+def optimiser_step(loss: torch.Tensor, optimizer, model, average=None, decay: float = 0.0) -> None:
+    """One step on `loss`, gradients clipped to norm 1; `average` (an EMA copy of `model`) then follows it."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    if average is not None:
+        with torch.no_grad():
+            for a, p in zip(average.parameters(), model.parameters()):
+                a.lerp_(p, 1 - decay)
+
+
 def latent_cache(runs: Path) -> tuple:
     """(latents, caption ids, scaling factor) of the UNet stage's cache, for the later stages."""
     cache = load_checkpoint(runs / "latents.pt")

@@ -34,8 +34,8 @@ from engine.models import UNet2DConditionModel, UNetConfig
 from engine.sampling import DiscreteSchedule
 from engine.sampling.consistency import guidance_embedding, lcm_boundary
 from engine.tokenizer import CLIPTokenizer
-from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint, resume,
-                             save_checkpoint, setup_threads, write_json)
+from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, latent_cache, load_checkpoint,
+                             optimiser_step, resume, save_checkpoint, setup_threads, write_json)
 from training.train_controlnet import frozen_starter
 
 LCM_DIR = STARTER_DIR.parent / "starter-lcm"
@@ -223,14 +223,8 @@ def main(argv=None):
         loss = pseudo_huber(guess, aim)
         if origins is not None:
             loss = loss + args.endpoint_weight * pseudo_huber(one_step, origins["x0"][pick])
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
+        optimiser_step(loss, optimizer, student, target, args.ema)
         step += 1
-        with torch.no_grad():
-            for e, p in zip(target.parameters(), student.parameters()):
-                e.lerp_(p, 1 - args.ema)
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.4f} {(time.time() - start) / 60:.1f} min", flush=True)
         if step % 250 == 0 or step == args.steps:

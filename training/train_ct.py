@@ -43,8 +43,8 @@ from safetensors.torch import save_file
 from engine.models import UNet2DConditionModel, UNetConfig
 from engine.sampling.consistency import ConsistencySchedule, guidance_embedding
 from engine.tokenizer import CLIPTokenizer
-from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, resume, save_checkpoint,
-                             setup_threads, write_json)
+from training.common import (RUNS, STARTER_DIR, UNET_CONFIG, load_checkpoint, optimiser_step, resume,
+                             save_checkpoint, setup_threads, write_json)
 from training.train_controlnet import frozen_starter, frozen_vae
 
 CT_DIR = STARTER_DIR.parent / "starter-ct"
@@ -195,14 +195,8 @@ def main(argv=None):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             loss = ct_step(net, x0, context, uncond.expand(args.batch, -1, -1), w, sigmas[i], sigmas[i + 1],
                            noise).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimizer.step()
+        optimiser_step(loss, optimizer, net, average, args.ema)
         step += 1
-        with torch.no_grad():
-            for a, p in zip(average.parameters(), net.parameters()):
-                a.lerp_(p, 1 - args.ema)
         if step % 50 == 0:
             print(f"step {step} N {len(sigmas)} loss {loss.item():.4f} {(time.time() - start) / 60:.1f} min",
                   flush=True)
