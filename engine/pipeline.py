@@ -338,11 +338,9 @@ class Pipeline:
             if self.unet.config.in_channels == 9:   # a latent to start from: all-masked, as A1111's latent hires fix
                 picture = source.image if source.image is not None else torch.zeros(1, 3, req.height, req.width)
                 concat = inpaint_conditioning(self.encode_images, picture, source.pixel_mask)
-            if self.own_grid(req):    # a consistency model's own grid has taken the strength already
-                pass
-            elif self._lcm_strength_grid(req):
+            if self._lcm_strength_grid(req) and not self.own_grid(req):   # a consistency model's own grid has it
                 sigmas = lcm(req.steps, self.schedule, req.denoising_strength).to(device)
-            else:
+            elif not self.own_grid(req):
                 t_enc = int(min(req.denoising_strength, 0.999) * req.steps)
                 sigmas = sigmas[req.steps - t_enc - 1:]
             x = init + x * sigmas[0]

@@ -52,6 +52,7 @@ W_DIM = 64
 SIGMA_MIN, SIGMA_MAX, RHO, SIGMA_DATA = 0.002, 80.0, 7.0, 1.0
 P_MEAN, P_STD = -1.1, 2.0
 S0, S1 = 10, 1280
+SCHEDULE = ConsistencySchedule(SIGMA_MIN, SIGMA_MAX, SIGMA_DATA, RHO)   # what the engine samples the export with
 
 
 def levels_at(step: int, total: int) -> int:
@@ -62,8 +63,7 @@ def levels_at(step: int, total: int) -> int:
 
 def karras_levels(n: int) -> torch.Tensor:
     """sigma_1 < ... < sigma_n on Karras et al.'s grid."""
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-    return ((SIGMA_MIN ** (1 / RHO) + ramp * (SIGMA_MAX ** (1 / RHO) - SIGMA_MIN ** (1 / RHO))) ** RHO).float()
+    return SCHEDULE.karras(torch.linspace(1, 0, n, dtype=torch.float64)).float()
 
 
 def lognormal_pick(sigmas: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -84,10 +84,8 @@ def make_network() -> UNet2DConditionModel:
 
 def consistency_function(net, x, sigma, context, w):
     """f_theta(x, sigma) = c_skip x + c_out F(c_in x, 250 log sigma; c, w)."""
-    schedule = ConsistencySchedule(SIGMA_MIN, SIGMA_MAX, SIGMA_DATA, RHO)
-    s = sigma[:, None, None, None]
-    c_skip, c_out, c_in = schedule.scalings(s)
-    out = net(c_in * x, schedule.sigma_to_t(sigma), context, timestep_cond=guidance_embedding(w, W_DIM)).float()
+    c_skip, c_out, c_in = SCHEDULE.scalings(sigma[:, None, None, None])
+    out = net(c_in * x, SCHEDULE.sigma_to_t(sigma), context, timestep_cond=guidance_embedding(w, W_DIM)).float()
     return c_skip * x + c_out * out
 
 
