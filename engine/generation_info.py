@@ -35,6 +35,8 @@ def generation_infotext(pipe, req: GenerationRequest, seed: int, subseed: int, s
         "Model hash": pipe.model_hash or None,
         "Model": pipe.name,
         "VAE": pipe.vae_name,
+        "VAE Decoder": "TAESD" if req.decode_method == "TAESD" else None,
+        "DeepCache interval": req.deep_cache or None,
         "Variation seed": subseed if req.subseed_strength else None,
         "Variation seed strength": req.subseed_strength or None,
         "Denoising strength": req.denoising_strength if req.is_img2img else None,

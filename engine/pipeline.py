@@ -24,7 +24,9 @@ from .img2img import Source, inpaint_conditioning, prepare_source
 from .generation_info import embedding_fields, generation_infotext
 from .loading import load_components, load_vae
 from .loading.catalog import CHECKPOINT_SUFFIXES
+from .loading.tiny_vae import find_tiny_decoder, load_tiny_vae
 from .loras import PromptLoras
+from .models.deep_cache import StepCache
 from .preview import fit_latent_rgb
 from .prompt_plan import PromptPlan, plan_prompts
 from .prompts import PromptEncoder, TextTower
@@ -78,6 +80,7 @@ class Pipeline:
                          else ConsistencySchedule.from_config(consistency))
         self.prompts = PromptEncoder(text_encoder, tokenizer, second=second_text, sdxl=unet.config.is_sdxl)
         self.loras = PromptLoras(self._lora_targets())   # set .loras.folder to models/Lora to use <lora:...> tags
+        self.tiny_vae_folder: Path | None = None         # models/VAE-approx: where the TAESD decoder is looked for
 
     # ------------------------------------------------------------------ the model
     def _lora_targets(self) -> dict:
@@ -140,6 +143,21 @@ class Pipeline:
         """The "Approx cheap" preview's latent -> RGB map, fitted to this model's own VAE."""
         return fit_latent_rgb(self.encode_images)
 
+    @functools.cached_property
+    def tiny_vae(self):
+        """The TAESD decoder for this model's latent space from `tiny_vae_folder`, or None (engine.loading.tiny_vae)."""
+        config = self._own_vae.config
+        path = (find_tiny_decoder(self.tiny_vae_folder, self.family, config.latent_channels, config.downscale)
+                if self.tiny_vae_folder is not None else None)
+        return None if path is None else load_tiny_vae(path, self.device.dtype, self.device.device)
+
+    def _require_decoder(self, method: str) -> None:
+        if method == "TAESD" and self.tiny_vae is None:
+            family = "taesdxl_decoder.pth" if self.unet.config.is_sdxl else "taesd_decoder.pth"
+            raise InvalidRequestError(
+                f"decode with TAESD: no tiny decoder for {self.name}'s latents in {self.tiny_vae_folder or 'models/VAE-approx'}"
+                f" (A1111's {family}, a .safetensors of it, or an AutoencoderTiny folder); pick Full instead")
+
     # ------------------------------------------------------------------ latents <-> pixels
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -148,9 +166,14 @@ class Pipeline:
         return posterior.mean.float() * self.vae.scaling_factor
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode_latents(self, latents: torch.Tensor, method: str = "Full") -> torch.Tensor:
         """Scaled latents -> images in [-1, 1], one at a time to bound memory. A half-precision VAE that
-        overflows to NaN is turned to fp32 for good and the picture decoded again, as A1111 does."""
+        overflows to NaN is turned to fp32 for good and the picture decoded again, as A1111 does.
+        `method` "TAESD": the tiny decoder, which takes the scaled latents as they are."""
+        if method == "TAESD":
+            self._require_decoder(method)
+            tiny = self.tiny_vae
+            return torch.cat([tiny.decode(z[None].to(tiny.dtype)).float() for z in latents])
         return torch.cat([self._decode_one(z[None] / self.vae.scaling_factor) for z in latents])
 
     def _decode_one(self, z: torch.Tensor) -> torch.Tensor:
@@ -180,6 +203,7 @@ class Pipeline:
                                       extra_infotext={**req.extra_infotext, **req.zero_shot.infotext()})
             req.validate()
         refiner = usable_refiner(self, refiner)
+        self._require_decoder(req.decode_method)       # before any step is spent
         if req.hires is not None:
             return generate_hires(self, req, progress, should_stop, should_skip, refiner, hires_model, upscalers)
         seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
@@ -214,8 +238,9 @@ class Pipeline:
                                                              on_step, should_stop, should_skip, refiner, refiner_text)
             fields = {**lora_fields, **(refiner_fields(refiner, req) if refined else {})}
             if latents is not None:
-                with seamless([self.vae], req.tiling):
-                    pixels = self.decode_latents(latents)
+                decoder = self.tiny_vae if req.decode_method == "TAESD" else self.vae
+                with seamless([decoder], req.tiling):
+                    pixels = self.decode_latents(latents, req.decode_method)
                 if source is not None and source.projection is not None:   # the known part exactly kept
                     pixels = source.projection.final(pixels)
                 result.latents.extend(latents.float().cpu())
@@ -349,7 +374,8 @@ class Pipeline:
 
         control = Control(req.control_units, req.width, req.height, sigmas, device) if req.control_units else None
         conditioning = self._conditioning(req, text, concat, control, n)
-        denoiser = Denoiser(self.unet, self.schedule, self.prediction_type, spec.boundary)
+        denoiser = Denoiser(self.unet, self.schedule, self.prediction_type, spec.boundary,
+                            StepCache(req.deep_cache) if req.deep_cache else None)
         handover = None
         if refiner is not None:
             handover = Handover(Denoiser(refiner.unet, refiner.schedule, refiner.prediction_type, spec.boundary),

@@ -1,6 +1,7 @@
-"""Live previews of latents during sampling: a linear map, the small "VAE approx" network, or the full VAE.
+"""Live previews of latents during sampling: a linear map, the small "VAE approx" network, the tiny TAESD
+decoder (engine.models.tiny_vae), or the full VAE.
 
-All three take scaled latents (B, 4, h, w) as the sampler holds them and return images in [0, 1].
+All four take scaled latents (B, 4, h, w) as the sampler holds them and return images in [0, 1].
 """
 from pathlib import Path
 
@@ -18,7 +19,7 @@ SD1_LATENT_RGB = torch.tensor([
     [-0.184, -0.271, -0.473],
 ])
 
-PREVIEW_METHODS = ("Approx cheap", "Approx NN", "Full")
+PREVIEW_METHODS = ("Approx cheap", "Approx NN", "TAESD", "Full")   # A1111's names
 
 
 def linear_preview(latents: torch.Tensor, latent_rgb: torch.Tensor = SD1_LATENT_RGB) -> torch.Tensor:
@@ -83,18 +84,21 @@ class Previewer:
     """Turns the sampler's current x_0 estimate into a preview image with the chosen method."""
 
     def __init__(self, method: str = "Approx cheap", vae=None, approx: VAEApprox | None = None,
-                 latent_rgb: torch.Tensor = SD1_LATENT_RGB):
+                 latent_rgb: torch.Tensor = SD1_LATENT_RGB, tiny=None):
+        """`tiny`: the model's TAESD (a TinyAutoencoder) for the "TAESD" method."""
         if method not in PREVIEW_METHODS:
             raise ValueError(f"preview method must be one of {', '.join(PREVIEW_METHODS)}")
-        if method == "Approx NN" and approx is None:
+        if (method == "Approx NN" and approx is None) or (method == "TAESD" and tiny is None):
             method = "Approx cheap"   # no weights in models/VAE-approx: fall back to the free preview
-        self.method, self.vae, self.approx, self.latent_rgb = method, vae, approx, latent_rgb
+        self.method, self.vae, self.approx, self.latent_rgb, self.tiny = method, vae, approx, latent_rgb, tiny
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         if self.method == "Full" and self.vae is not None:
             images = self.vae.decode((latents / self.vae.scaling_factor).to(self.vae.dtype)).float()
             return (images * 0.5 + 0.5).clamp(0, 1)
+        if self.method == "TAESD":
+            return (self.tiny.decode(latents.to(self.tiny.dtype)).float() * 0.5 + 0.5).clamp(0, 1)
         if self.method == "Approx NN":
             return self.approx(latents.float().to(self.approx.conv1.weight.device))
         return linear_preview(latents, self.latent_rgb)

@@ -16,6 +16,7 @@ INPAINT_AREAS = ("Whole picture", "Only masked")
 MAX_PROMPT_CHARACTERS = 10_000          # about 30 chunks of 77 tokens
 MAX_IMAGE_SIDE = 4096                   # pictures given to img2img, inpaint and ControlNet
 MAX_MASKED_PADDING = 256                # A1111's "Only masked padding" slider
+DECODE_METHODS = ("Full", "TAESD")      # A1111's sd_vae_decode_method: the full VAE or the tiny one
 
 
 class InvalidRequestError(EngineError, ValueError):
@@ -42,6 +43,9 @@ class GenerationRequest:
     eta: float | None = None            # None: the sampler's default (1 for ancestral/SDE, 0 for DDIM)
     s_noise: float = 1.0
     eta_noise_seed_delta: int = 0       # A1111's ENSD: ancestral noise from seed + this (engine.sampling.noise)
+    decode_method: str = "Full"         # "TAESD": the final pictures from the tiny decoder in models/VAE-approx
+    deep_cache: int = 0                 # DeepCache: the whole UNet every N-th evaluation, the deep features reused
+                                        # between (engine.models.deep_cache); 0 = off
     # img2img / inpaint
     init_image: Image.Image | None = None
     init_latent: torch.Tensor | None = None     # (1, C, H/8, W/8) scaled latent to start from instead (latent upscale)
@@ -106,6 +110,10 @@ class GenerationRequest:
         require(1 <= self.clip_skip <= 12, f"clip skip must be between 1 and 12, not {self.clip_skip}")
         require(0 <= self.subseed_strength <= 1, "variation strength must be between 0 and 1")
         require(0 <= self.denoising_strength <= 1, "denoising strength must be between 0 and 1")
+        require(self.decode_method in DECODE_METHODS,
+                f"decode method must be one of: {', '.join(DECODE_METHODS)}, not {self.decode_method!r}")
+        require(self.deep_cache == 0 or 2 <= self.deep_cache <= 10,
+                f"step caching (DeepCache) refreshes every 2 to 10 evaluations, or 0 for off; not {self.deep_cache}")
         require(self.resize_mode in RESIZE_MODES, f"resize mode must be one of: {', '.join(RESIZE_MODES)}")
         require(self.masked_content in MASKED_CONTENT, f"masked content must be one of: {', '.join(MASKED_CONTENT)}")
         require(self.inpaint_area in INPAINT_AREAS, f"inpaint area must be one of: {', '.join(INPAINT_AREAS)}")

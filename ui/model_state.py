@@ -177,6 +177,7 @@ class ModelState:
     def _open(self, path: Path) -> Pipeline:
         pipeline = load_pipeline(path, self.device)
         pipeline.loras.folder = self.lora_dir
+        pipeline.tiny_vae_folder = self.models_dir / "VAE-approx"
         pipeline.prompts.embeddings = self.embeddings
         return pipeline
 

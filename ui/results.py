@@ -72,10 +72,10 @@ def _previewer(studio: Studio, checkpoint: str | None = None) -> Previewer | Non
         pipe = studio.state.pipeline_for(checkpoint)
     except EngineError:
         return None
-        return None
     approx_path = find_vae_approx(studio.state.models_dir) if method == "Approx NN" else None
     approx = VAEApprox.load(approx_path) if approx_path else None
-    return Previewer(method, vae=pipe.vae, approx=approx, latent_rgb=pipe.latent_rgb)
+    tiny = pipe.tiny_vae if method == "TAESD" else None
+    return Previewer(method, vae=pipe.vae, approx=approx, latent_rgb=pipe.latent_rgb, tiny=tiny)
 
 
 def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpoint: str | None = None,
@@ -89,6 +89,7 @@ def run_generation(studio: Studio, tab: str, request: GenerationRequest, checkpo
     job = Job(tab, owner)
     outcome = {}
     previewer = _previewer(studio, checkpoint)
+    request.decode_method = studio.settings.decode_method
 
     def on_progress(done, total, denoised):
         job.steps_done, job.total_steps = done, total

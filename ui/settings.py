@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.preview import PREVIEW_METHODS
+from engine.request import DECODE_METHODS
 from engine.sampling import SAMPLERS, SCHEDULE_NAMES
 
 from .outputs import SAMPLES_FORMATS
@@ -19,6 +20,7 @@ class Settings:
     preview_method: str = "Approx cheap"
     preview_every: int = 3                 # steps between live previews
     vae: str = "Automatic"                 # "Automatic": the checkpoint's own VAE; else a name in models/VAE
+    decode_method: str = "Full"            # A1111's sd_vae_decode_method: "Full" VAE or the tiny "TAESD"
     default_sampler: str = "DPM++ 2M"
     default_schedule: str = "Automatic"
     default_steps: int = 20
@@ -33,6 +35,8 @@ class Settings:
         """Raise ValueError naming the first setting that is out of range."""
         if self.preview_method not in PREVIEW_CHOICES:
             raise ValueError(f"preview method must be one of {', '.join(PREVIEW_CHOICES)}")
+        if self.decode_method not in DECODE_METHODS:
+            raise ValueError(f"decode with: one of {', '.join(DECODE_METHODS)}")
         if not 1 <= self.preview_every <= 150:
             raise ValueError("preview every N steps: N must be between 1 and 150")
         if self.default_sampler not in SAMPLERS:

@@ -32,6 +32,9 @@ def build(studio: Studio) -> None:
                                      elem_id="settings_samples_format")
         preview_method = gr.Dropdown(list(PREVIEW_CHOICES), value=s.preview_method, label="Live preview")
         preview_every = gr.Slider(1, 50, value=s.preview_every, step=1, label="Preview every N steps")
+        decode_method = gr.Dropdown([("Full VAE", "Full"), ("TAESD", "TAESD")], value=s.decode_method,
+                                    label="Decode with", elem_id="settings_decode_method",
+                                    info="TAESD: the tiny decoder in models/VAE-approx, fast and a little softer")
     with gr.Row():
         sampler = gr.Dropdown(list(SAMPLERS), value=s.default_sampler, label="Default sampler")
         schedule = gr.Dropdown(SCHEDULE_NAMES, value=s.default_schedule, label="Default schedule")
@@ -69,9 +72,10 @@ def build(studio: Studio) -> None:
 
     vae.input(on_vae, vae, status, concurrency_limit=1, concurrency_id="generate")
 
-    def on_apply(save, fmt, method, every, sampler, schedule, steps, cfg, negative):
+    def on_apply(save, fmt, method, every, decode, sampler, schedule, steps, cfg, negative):
         new = Settings(**{**vars(studio.settings), "save_outputs": save, "samples_format": fmt,
                           "preview_method": method, "preview_every": int(every), "vae": state.vae_choice,
+                          "decode_method": decode,
                           "default_sampler": sampler, "default_schedule": schedule, "default_steps": int(steps),
                           "default_cfg": float(cfg), "default_negative_prompt": negative})
         try:
@@ -80,8 +84,8 @@ def build(studio: Studio) -> None:
             raise gr.Error(str(e)) from e
         return keep(new)
 
-    apply.click(on_apply, [save_outputs, samples_format, preview_method, preview_every, sampler, schedule, steps, cfg,
-                           negative],
+    apply.click(on_apply, [save_outputs, samples_format, preview_method, preview_every, decode_method, sampler,
+                           schedule, steps, cfg, negative],
                 applied, queue=False)
     styles_editor(studio)
 

@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import UnsupportedArchitectureError
 from .attention import Transformer2DModel
 from .conv import Conv2d
+from .deep_cache import CacheSlot
 from .layers import Downsample2D, ResnetBlock2D, TimestepEmbedding, Upsample2D, timestep_embedding
 
 CROSS_DOWN, PLAIN_DOWN = "CrossAttnDownBlock2D", "DownBlock2D"
@@ -211,33 +212,41 @@ class UNet2DConditionModel(nn.Module):
                 timestep_cond: torch.Tensor | None = None,
                 down_block_additional_residuals: list[torch.Tensor] | None = None,
                 mid_block_additional_residual: torch.Tensor | None = None,
-                text_embeds: torch.Tensor | None = None, time_ids: torch.Tensor | None = None) -> torch.Tensor:
+                text_embeds: torch.Tensor | None = None, time_ids: torch.Tensor | None = None,
+                cache: CacheSlot | None = None) -> torch.Tensor:
         """`text_embeds` (B, 1280) and `time_ids` (B, 6: original h, w, crop top, left, target h, w; or 5 with
-        the aesthetic score for the refiner) are SDXL's micro-conditioning, as diffusers' added_cond_kwargs."""
+        the aesthetic score for the refiner) are SDXL's micro-conditioning, as diffusers' added_cond_kwargs.
+        `cache`: DeepCache's slot (engine.models.deep_cache); a reusable one skips all but the outermost blocks."""
         cfg = self.config
         temb = conditioned_time_embedding(self, cfg, sample, timestep, timestep_cond, text_embeds, time_ids)
         context = encoder_hidden_states
+        n = cfg.layers_per_block + 1
+        shallow = cache is not None and cache.reusable(sample.shape[0])
 
         x = self.conv_in(sample)
         skips = [x]
-        for block in self.down_blocks:
+        for block in self.down_blocks[:1] if shallow else self.down_blocks:
             x, block_skips = block(x, temb, context)
             skips += block_skips
         if down_block_additional_residuals is not None:
-            skips = [s + r for s, r in zip(skips, down_block_additional_residuals, strict=True)]
+            skips = [s + r for s, r in zip(skips, down_block_additional_residuals, strict=not shallow)]
 
+        if shallow:                     # the deep features of the last full pass, then only the last up block
+            return self._up(cache.feature, skips[:n], self.up_blocks[-1:], temb, context)
         x = self.mid_block(x, temb, context)
         if mid_block_additional_residual is not None:
             x = x + mid_block_additional_residual
+        return self._up(x, skips, self.up_blocks, temb, context, cache)
 
-        n = cfg.layers_per_block + 1
-        for block in self.up_blocks:
+    def _up(self, x, skips, blocks, temb, context, cache: CacheSlot | None = None) -> torch.Tensor:
+        n = self.config.layers_per_block + 1
+        for block in blocks:
+            if cache is not None and block is self.up_blocks[-1]:
+                cache.feature = x
             block_skips, skips = skips[-n:], skips[:-n]
             next_size = skips[-1].shape[-2:] if skips else None  # matches odd latent sizes exactly
             x = block(x, block_skips, temb, context, next_size)
-
         return self.conv_out(F.silu(self.conv_norm_out(x)))
-
 
 
 def conditioned_time_embedding(model: nn.Module, cfg: UNetConfig, sample: torch.Tensor, timestep, timestep_cond,

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from ..models.deep_cache import StepCache
 from .consistency import ConsistencySchedule, lcm_boundary
 from .schedules import DiscreteSchedule
 
@@ -49,7 +50,8 @@ class Denoiser:
     """Wraps an eps- or v-predicting UNet as D(x, sigma) with classifier-free guidance."""
 
     def __init__(self, unet: Callable, schedule: DiscreteSchedule | ConsistencySchedule,
-                 prediction_type: str = "epsilon", boundary: str | None = None):
+                 prediction_type: str = "epsilon", boundary: str | None = None, step_cache: StepCache | None = None):
+        """`step_cache`: DeepCache's state for this run (engine.models.deep_cache), handed to each UNet pass."""
         if prediction_type not in ("epsilon", "v_prediction", "consistency"):
             raise ValueError(f"unknown prediction type {prediction_type!r}")
         if (prediction_type == "consistency") != isinstance(schedule, ConsistencySchedule):
@@ -60,6 +62,7 @@ class Denoiser:
         self.schedule = schedule
         self.prediction_type = prediction_type
         self.boundary = boundary
+        self.step_cache = step_cache
 
     def scalings(self, sigma: torch.Tensor):
         """(c_skip, c_out, c_in) broadcastable over (B, C, H, W)."""
@@ -85,7 +88,9 @@ class Denoiser:
             if found is not None:
                 residuals = {"down_block_additional_residuals": found[0], "mid_block_additional_residual": found[1]}
         inp = latent_in if c.concat is None else torch.cat([latent_in, c.concat.to(dtype)], dim=1)
-        out = self.unet(inp, t, context.to(dtype), timestep_cond=c.timestep_cond, **residuals, **(added or {})).float()
+        cache = {"cache": self.step_cache.slot()} if self.step_cache is not None else {}
+        out = self.unet(inp, t, context.to(dtype), timestep_cond=c.timestep_cond, **residuals, **(added or {}),
+                        **cache).float()
         if self.prediction_type == "consistency" and self.schedule.clip_denoised:
             return (c_skip * x + c_out * out).clamp(-1, 1)
         return c_skip * x + c_out * out
@@ -95,6 +100,8 @@ class Denoiser:
         """x_0 estimate for a batch x (B, C, H, W) at noise level sigma (scalar or (B,)); `with_uncond`: the pair
         (guided estimate, the negative prompt's own estimate), which CFG++ renoises with."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
+        if self.step_cache is not None:
+            self.step_cache.next_evaluation()
         denoised, uncond = self.guided(x, sigma, conditioning, cfg_scale)
         if with_uncond:
             return denoised, (uncond if uncond is not None else denoised)

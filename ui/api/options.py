@@ -2,6 +2,8 @@
 stored and answered back; and naming a checkpoint as A1111 clients do."""
 import json
 
+from engine.request import DECODE_METHODS
+
 from ..model_state import AUTOMATIC_VAE
 from ..outputs import SAMPLES_FORMATS
 from ..studio import Studio
@@ -20,6 +22,13 @@ def checkpoint_name(studio: Studio, wanted: str, field: str = "sd_model_checkpoi
                        f"(have: {', '.join(names) or 'none'})")
 
 
+def decode_method(value) -> str:
+    """A1111's sd_vae_decode_method: "Full" or "TAESD"."""
+    if value not in DECODE_METHODS:
+        raise PayloadError(f"sd_vae_decode_method: one of {', '.join(DECODE_METHODS)}, not {value!r}")
+    return value
+
+
 def current_options(studio: Studio, shown: ShownPaths) -> dict:
     s, pipe = studio.settings, studio.state.pipeline
     title = studio.state.loading            # right after start-up: the checkpoint being loaded
@@ -29,10 +38,12 @@ def current_options(studio: Studio, shown: ShownPaths) -> dict:
             "samples_save": s.save_outputs, "samples_format": s.samples_format,
             "outdir_samples": shown.path(studio.outdir),
             "live_previews_enable": s.preview_method != "None", "show_progress_every_n_steps": s.preview_every,
+            "sd_vae_decode_method": s.decode_method,
             "sd_checkpoint_hash": pipe.model_hash if pipe is not None else None}
 
 
-SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_save", "samples_format")
+SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_save", "samples_format",
+                    "sd_vae_decode_method")
 ACTED_ON_AS_STORED = ("eta_noise_seed_delta",)     # kept with the others, read by each generation
 MAX_STORED_OPTIONS, MAX_OPTION_CHARS = 500, 10_000
 
@@ -66,6 +77,8 @@ def apply_options(studio: Studio, options: dict) -> list[str]:
         if not isinstance(options["samples_save"], bool):
             raise PayloadError(f"samples_save: true or false, not {options['samples_save']!r}")
         s.save_outputs = options["samples_save"]
+    if "sd_vae_decode_method" in options:
+        s.decode_method = decode_method(options["sd_vae_decode_method"])
     if "samples_format" in options:
         fmt = str(options["samples_format"]).lower()
         if fmt not in SAMPLES_FORMATS:

@@ -37,6 +37,7 @@ from .convert import PayloadError, decode_image, encode_image, info_json, schedu
 from .options import apply_options, checkpoint_name, current_options
 from .shown_paths import ShownPaths
 from .schemas import GenerationResponse, Img2ImgPayload, PngInfoPayload, Txt2ImgPayload
+from .options import decode_method
 from .unused import refuse_missing_scripts, unused_field_warnings
 from .xyz import ARGS as XYZ_ARGS, is_xyz, xyz_settings
 from .zero_shot import ARGS as ZERO_SHOT_ARGS, NAME as ZERO_SHOT, zero_shot_edit
@@ -72,6 +73,7 @@ def create_api(app: FastAPI, studio: Studio, users: list[tuple[str, str]] | None
         if isinstance(ensd, bool) or not isinstance(ensd, (int, float, str)) or not str(ensd).strip().isdigit():
             raise PayloadError(f"eta_noise_seed_delta: a whole number from 0, not {ensd!r}")
         request.eta_noise_seed_delta = int(str(ensd).strip())
+        request.decode_method = decode_method(overrides.get("sd_vae_decode_method", studio.settings.decode_method))
         chosen, unknown_styles = studio.styles.chosen(list(payload.styles or []))
         request.prompt, request.negative_prompt = apply_styles(request.prompt, request.negative_prompt, chosen)
         if request.hires is not None and (request.hires.prompt or request.hires.negative_prompt):

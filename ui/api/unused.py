@@ -27,7 +27,7 @@ WHY = {
 ANY_VALUE = {   # more A1111 fields: they matter only with a feature warned about above, or ask for nothing
     "comments", "force_task_id", "infotext", "mask_round",
 }
-SETTINGS_USED = {"sd_model_checkpoint", "CLIP_stop_at_last_layers", "eta_noise_seed_delta"}
+SETTINGS_USED = {"sd_model_checkpoint", "CLIP_stop_at_last_layers", "eta_noise_seed_delta", "sd_vae_decode_method"}
 ALWAYSON_SCRIPTS = {"controlnet", "zero-shot edit"}
 MAX_SCRIPT_ARGS = 64
 
